@@ -1,0 +1,1 @@
+"""Users' accounts, memberships and API keys."""

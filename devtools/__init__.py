@@ -1,0 +1,1 @@
+"""Development and test helpers: not part of the app, never imported by it."""

@@ -1,0 +1,79 @@
+"""One JSON shape for every API error: {"error": {"status", "code", "message", "details"}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .errors import InvalidJob, JobExists, JobNotFound, JobStarted, UnknownJobName
+
+logger = logging.getLogger(__name__)
+
+DRF_CODES = {
+    exceptions.ParseError: "malformed_json",
+    exceptions.ValidationError: "invalid",
+    exceptions.NotAuthenticated: "unauthenticated",
+    exceptions.AuthenticationFailed: "unauthenticated",
+    exceptions.PermissionDenied: "forbidden",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+}
+
+
+def error_body(status_code: int, code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"status": status_code, "code": code, "message": message, "details": details or {}}}
+
+
+def error_response(status_code: int, code: str, message: str, details: Any = None, **kwargs: Any) -> Response:
+    return Response(error_body(status_code, code, message, details), status=status_code, **kwargs)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: job errors and DRF errors as the one error shape."""
+    if isinstance(exc, UnknownJobName):
+        return error_response(400, "unknown_name", str(exc), {"field": exc.field, "knownNames": exc.known_names})
+    if isinstance(exc, InvalidJob):
+        return error_response(400, "invalid", str(exc), {"field": exc.field})
+    if isinstance(exc, JobExists):
+        return error_response(409, "job_exists", str(exc), {"id": exc.job_id})
+    if isinstance(exc, JobStarted):
+        return error_response(409, "job_started", str(exc), {"id": exc.job_id, "state": exc.state})
+    if isinstance(exc, JobNotFound | Http404):
+        return error_response(404, "not_found", str(exc) if isinstance(exc, JobNotFound) else "Not found.")
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.exception("Database unavailable")
+        return error_response(503, "unavailable", "The database is unavailable; try again shortly.", headers={"Retry-After": "5"})
+    if isinstance(exc, DatabaseError):
+        return None
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    code = next((code for kind, code in DRF_CODES.items() if isinstance(exc, kind)), "error")
+    if isinstance(exc, exceptions.ValidationError):
+        message = "The request body is not valid."
+        details = {"fields": exc.detail} if isinstance(exc.detail, dict) else {"errors": exc.detail}
+    else:
+        message, details = str(exc.detail), {}
+    response.data = error_body(response.status_code, code, message, details)
+    return response
+
+
+def not_found_view(request, exception=None) -> JsonResponse:
+    """A JSON 404 for API paths that match no route."""
+    return JsonResponse(error_body(404, "not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+
+
+def server_error_view(request) -> JsonResponse:
+    """A JSON 500: a bug, but the client still gets the error shape."""
+    return JsonResponse(
+        error_body(500, "server_error", "Internal server error."), status=status.HTTP_500_INTERNAL_SERVER_ERROR
+    )

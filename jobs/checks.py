@@ -1,0 +1,34 @@
+"""System checks that fail early on a bad JOBS setting."""
+
+from django.conf import settings
+from django.core.checks import Error, register
+from django.utils.module_loading import import_string
+
+from .conf import DEFAULTS
+
+
+@register()
+def check_jobs_settings(app_configs=None, **kwargs):
+    errors = []
+    jobs_settings = getattr(settings, "JOBS", {})
+    if not isinstance(jobs_settings, dict):
+        return [Error("JOBS must be a dict.", id="jobs.E001")]
+    for key in sorted(set(jobs_settings) - set(DEFAULTS)):
+        errors.append(Error(f"JOBS has an unknown key {key!r}.", hint=f"Known keys: {', '.join(DEFAULTS)}.", id="jobs.E002"))
+    values = {**DEFAULTS, **jobs_settings}
+    if not isinstance(values["QUEUE"], str) or not values["QUEUE"]:
+        errors.append(Error("JOBS['QUEUE'] must be a non-empty string.", id="jobs.E003"))
+    try:
+        if not callable(import_string(values["OWNER_RESOLVER"])):
+            raise ImportError
+    except ImportError:
+        errors.append(Error(f"JOBS['OWNER_RESOLVER'] {values['OWNER_RESOLVER']!r} is not an importable callable.", id="jobs.E004"))
+    for key in ("SWEEP_INTERVAL", "SEND_GRACE"):
+        if isinstance(values[key], bool) or not isinstance(values[key], int | float) or values[key] < 0:
+            errors.append(Error(f"JOBS[{key!r}] must be a number of seconds, 0 or more.", id="jobs.E005"))
+    for key in ("SWEEP_BATCH", "MAX_ATTEMPTS", "MAX_DELAY", "STACKTRACE_LIMIT"):
+        if isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 1:
+            errors.append(Error(f"JOBS[{key!r}] must be a whole number, 1 or more.", id="jobs.E006"))
+    if getattr(settings, "CELERY_TASK_SERIALIZER", "json") != "json":
+        errors.append(Error("CELERY_TASK_SERIALIZER must be 'json': job messages carry ids, never pickles.", id="jobs.E007"))
+    return errors

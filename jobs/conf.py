@@ -1,0 +1,39 @@
+"""The JOBS settings dict, with defaults; the only place that reads it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # The Celery queue that jobs go to when a Queue is not named.
+    "QUEUE": "jobs",
+    # Dotted path to a callable(request) -> str giving the tenant a request acts for. Jobs created
+    # over HTTP belong to it, and the API shows a request only the jobs of its tenant.
+    "OWNER_RESOLVER": "jobs.conf.user_owner",
+    # Modules with job functions that are not in an installed app's jobs.py.
+    "MODULES": [],
+    # How often each worker sweeps the table: promotes due delayed jobs and re-sends the
+    # messages of waiting jobs that never reached the broker (seconds).
+    "SWEEP_INTERVAL": 1.0,
+    # A waiting job whose message has not left this long after commit is sent again (seconds).
+    "SEND_GRACE": 5.0,
+    # Most rows one sweep handles per kind of work, so a big backlog cannot stall a worker.
+    "SWEEP_BATCH": 500,
+    # Largest accepted values of the job options.
+    "MAX_ATTEMPTS": 100,
+    "MAX_DELAY": 365 * 24 * 3600 * 1000,
+    # Stack traces kept per job (Bull's stackTraceLimit): the newest ones.
+    "STACKTRACE_LIMIT": 10,
+}
+
+
+def get(key: str) -> Any:
+    """Return the value of JOBS[key], or its default."""
+    return getattr(settings, "JOBS", {}).get(key, DEFAULTS[key])
+
+
+def user_owner(request) -> str:
+    """Give each user a tenant of their own (the default OWNER_RESOLVER)."""
+    return f"user:{request.user.pk}"

@@ -1,0 +1,217 @@
+"""The Bull-like Python API: Queue, JobHandle and the decorators that register job functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import conf, registry, selectors, services
+from .errors import JobNotFound
+from .models import Job
+
+_UNSET: Any = object()
+
+
+class JobHandle:
+    """A job as job functions and Python callers see it (Bull's Job)."""
+
+    def __init__(self, record: Job):
+        self._record = record
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.name} #{self.id} {self.state}>"
+
+    @property
+    def id(self) -> str:
+        return self._record.pk
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def queue(self) -> str:
+        return self._record.queue
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self._record.data
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        return self._record.opts
+
+    @property
+    def state(self) -> str:
+        """The state when this handle was last loaded (see `reload`)."""
+        return self._record.state
+
+    @property
+    def attempts_made(self) -> int:
+        return self._record.attempts_made
+
+    @property
+    def return_value(self) -> Any:
+        return self._record.return_value
+
+    @property
+    def failed_reason(self) -> str | None:
+        return self._record.failed_reason
+
+    def progress(self, value: Any = _UNSET) -> Any:
+        """Report progress (a number, string or JSON object); with no argument, return it."""
+        if value is _UNSET:
+            return self._record.progress
+        services.job_set_progress(job_id=self.id, progress=value)
+        self._record.progress = value
+        return value
+
+    def update(self, data: dict[str, Any]) -> None:
+        """Replace the job's data (Bull's job.update)."""
+        self._record = services.job_update_data(job_id=self.id, data=data, merge=False)
+
+    def remove(self) -> None:
+        """Delete the job; raises JobStarted if it is active or finished."""
+        services.job_remove(job_id=self.id)
+
+    def reload(self) -> JobHandle:
+        """Read the job again from the database."""
+        self._record = selectors.job_get(job_id=self.id)
+        return self
+
+    def get_state(self) -> str:
+        return self.reload().state
+
+    def to_json(self) -> dict[str, Any]:
+        return selectors.job_to_json(self._record)
+
+
+class Queue:
+    """A named job queue (Bull's Queue): add jobs, find them, register job functions."""
+
+    def __init__(self, name: str | None = None):
+        self.name = name or conf.get("QUEUE")
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name}>"
+
+    def add(
+        self,
+        data: dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        delay: int | None = None,
+        attempts: int | None = None,
+        backoff: int | dict[str, Any] | None = None,
+        priority: int | None = None,
+        job_id: str | None = None,
+        owner: str = "",
+    ) -> JobHandle:
+        """Add a job; it is sent to the workers when the surrounding transaction commits."""
+        opts = {
+            key: value
+            for key, value in {
+                "delay": delay,
+                "attempts": attempts,
+                "backoff": backoff,
+                "priority": priority,
+                "jobId": job_id,
+            }.items()
+            if value is not None
+        }
+        record = services.job_create(name=name, data=data, opts=opts, queue=self.name, owner=owner)
+        return JobHandle(record)
+
+    def get_job(self, job_id: str) -> JobHandle | None:
+        """Return the job with this id, or None if there is none."""
+        try:
+            return JobHandle(selectors.job_get(job_id=job_id))
+        except JobNotFound:
+            return None
+
+    def process(self, name: str = registry.DEFAULT_JOB_NAME) -> Callable[[Callable], Callable]:
+        """Register the decorated function as the job function for `name` on this queue."""
+        return job(name, queue=self.name)
+
+
+def job(name: str = registry.DEFAULT_JOB_NAME, *, queue: str | None = None) -> Callable[[Callable], Callable]:
+    """Register the decorated function(job) as the job function called `name`."""
+
+    def decorator(func: Callable[[JobHandle], Any]) -> Callable[[JobHandle], Any]:
+        registry.register(name, func, queue=queue)
+        return func
+
+    return decorator
+
+
+class TrackedTask:
+    """A task function whose `.delay()` creates a Job (shown by the API and admin) after commit."""
+
+    def __init__(self, func: Callable[..., Any], *, name: str, queue: str | None, bind: bool):
+        self.func = func
+        self.name = name
+        self.queue = queue
+        self.bind = bind
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+        registry.register(name, self._run, queue=queue)
+
+    def __repr__(self) -> str:
+        return f"<TrackedTask {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function here and now, without a job."""
+        return self.func(*args, **kwargs)
+
+    def _run(self, handle: JobHandle) -> Any:
+        args = handle.data.get("args", [])
+        kwargs = handle.data.get("kwargs", {})
+        return self.func(handle, *args, **kwargs) if self.bind else self.func(*args, **kwargs)
+
+    def delay(self, *args: Any, **kwargs: Any) -> JobHandle:
+        """Create a job that runs the function with these arguments (they must be JSON)."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: tuple | list = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        attempts: int | None = None,
+        backoff: int | dict[str, Any] | None = None,
+        priority: int | None = None,
+        job_id: str | None = None,
+        owner: str = "",
+    ) -> JobHandle:
+        """Like Celery's apply_async: `countdown` in seconds becomes the job's delay."""
+        delay = None if countdown is None else round(countdown * 1000)
+        return Queue(self.queue).add(
+            {"args": list(args), "kwargs": dict(kwargs or {})},
+            name=self.name,
+            delay=delay,
+            attempts=attempts,
+            backoff=backoff,
+            priority=priority,
+            job_id=job_id,
+            owner=owner,
+        )
+
+
+def task(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    bind: bool = False,
+) -> Any:
+    """Declare a tracked task: `@jobs.task` or `@jobs.task(name=..., bind=True)`.
+
+    With bind=True the function receives the JobHandle first, for progress reports.
+    """
+
+    def decorator(inner: Callable[..., Any]) -> TrackedTask:
+        return TrackedTask(inner, name=name or f"{inner.__module__}.{inner.__name__}", queue=queue, bind=bind)
+
+    return decorator(func) if func is not None else decorator
+

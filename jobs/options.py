@@ -1,0 +1,103 @@
+"""Job options (Bull's opts): parsed once, from Python or JSON, into a small value object."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from . import conf
+from .errors import InvalidJob
+
+# Bull's largest priority (2^21); 1 is the highest.
+MAX_PRIORITY = 2_097_152
+# Custom ids must be usable in /api/job/<id> as they are.
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@~-]{1,200}$")
+KNOWN_OPTIONS = ("delay", "attempts", "backoff", "priority", "jobId")
+BACKOFF_TYPES = ("fixed", "exponential")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    type: str
+    delay: int
+
+    def delay_after(self, attempts_made: int) -> int:
+        """Return the wait in ms before the next attempt, after `attempts_made` failures (Bull's formula)."""
+        if self.type == "exponential":
+            return round((2**attempts_made - 1) * self.delay)
+        return self.delay
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "delay": self.delay}
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    delay: int = 0
+    attempts: int = 1
+    backoff: Backoff | None = None
+    priority: int | None = None
+    job_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the options as Bull's opts object, leaving out what was not set."""
+        opts: dict[str, Any] = {"attempts": self.attempts, "delay": self.delay}
+        if self.backoff is not None:
+            opts["backoff"] = self.backoff.to_json()
+        if self.priority is not None:
+            opts["priority"] = self.priority
+        if self.job_id is not None:
+            opts["jobId"] = self.job_id
+        return opts
+
+
+def parse_options(raw: Any) -> JobOptions:
+    """Validate Bull-style opts (`delay`, `attempts`, `backoff`, `priority`, `jobId`) and return them."""
+    if raw is None:
+        return JobOptions()
+    if not isinstance(raw, dict):
+        raise InvalidJob("opts must be a JSON object.", field="opts")
+    unknown = sorted(set(raw) - set(KNOWN_OPTIONS))
+    if unknown:
+        raise InvalidJob(
+            f"Unknown option {', '.join(map(repr, unknown))}; known options are {', '.join(KNOWN_OPTIONS)}.",
+            field="opts",
+        )
+    job_id = raw.get("jobId")
+    if job_id is not None and not (isinstance(job_id, str) and JOB_ID_PATTERN.match(job_id)):
+        raise InvalidJob(
+            "opts.jobId must be 1 to 200 characters of letters, digits and _ . : @ ~ -.",
+            field="opts.jobId",
+        )
+    priority = raw.get("priority")
+    if priority is not None:
+        priority = _integer(priority, "priority", 1, MAX_PRIORITY)
+    return JobOptions(
+        delay=_integer(raw.get("delay", 0), "delay", 0, conf.get("MAX_DELAY")),
+        attempts=_integer(raw.get("attempts", 1), "attempts", 1, conf.get("MAX_ATTEMPTS")),
+        backoff=_backoff(raw.get("backoff")),
+        priority=priority,
+        job_id=job_id,
+    )
+
+
+def _backoff(raw: Any) -> Backoff | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        extra = sorted(set(raw) - {"type", "delay"})
+        if extra or raw.get("type") not in BACKOFF_TYPES:
+            raise InvalidJob(
+                'opts.backoff must be a number of ms or {"type": "fixed" or "exponential", "delay": ms}.',
+                field="opts.backoff",
+            )
+        return Backoff(raw["type"], _integer(raw.get("delay", 0), "backoff.delay", 0, conf.get("MAX_DELAY")))
+    return Backoff("fixed", _integer(raw, "backoff", 0, conf.get("MAX_DELAY")))
+
+
+def _integer(value: Any, name: str, low: int, high: int) -> int:
+    # bool is an int in Python but never a sensible count or duration.
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidJob(f"opts.{name} must be a whole number from {low} to {high}.", field=f"opts.{name}")
+    return value

@@ -1,0 +1,16 @@
+"""Routes of the job API; include under "api/"."""
+
+from django.urls import re_path
+from rest_framework.routers import SimpleRouter
+
+from .api_errors import not_found_view
+from .views import JobViewSet
+
+router = SimpleRouter(trailing_slash="/?")
+router.register("job", JobViewSet, basename="job")
+
+urlpatterns = [
+    *router.urls,
+    # Anything else under the API prefix is a JSON 404, even with DEBUG on.
+    re_path(r"^.*$", not_found_view),
+]

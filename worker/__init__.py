@@ -1,0 +1,1 @@
+"""The worker: the default job function, and `python -m worker` to start a Celery worker."""
