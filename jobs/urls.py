@@ -6,7 +6,9 @@ from rest_framework.routers import SimpleRouter
 from .api_errors import not_found_view
 from .views import JobViewSet
 
-router = SimpleRouter(trailing_slash="/?")
+router = SimpleRouter()
+# The slash is optional: /api/job and /api/job/ both work (SimpleRouter only takes a bool).
+router.trailing_slash = "/?"
 router.register("job", JobViewSet, basename="job")
 
 urlpatterns = [
