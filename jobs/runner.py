@@ -25,6 +25,7 @@ def job_execute(*, job_id: str, worker: str) -> str:
             job_id=job_id,
             reason=f"No job function is registered as {record.name!r} in this worker.",
             stacktrace="",
+            retry=False,
         )
         return "failed"
     try:

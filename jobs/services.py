@@ -143,8 +143,10 @@ def job_complete(*, job_id: str, return_value: Any) -> bool:
     )
 
 
-def job_fail(*, job_id: str, reason: str, stacktrace: str) -> JobState | None:
+def job_fail(*, job_id: str, reason: str, stacktrace: str, retry: bool = True) -> JobState | None:
     """Record a failed attempt: retry after the backoff if attempts are left, else fail the job.
+
+    With retry=False the job fails now, whatever attempts are left (a retry cannot help).
 
     Returns the job's new state, or None if the job was no longer active.
     """
@@ -158,7 +160,7 @@ def job_fail(*, job_id: str, reason: str, stacktrace: str) -> JobState | None:
         "failed_reason": reason,
         "stacktrace": ([*job.stacktrace, stacktrace])[-conf.get("STACKTRACE_LIMIT"):],
     }
-    if attempts_made < job.attempts:
+    if retry and attempts_made < job.attempts:
         wait = parse_options(job.opts).backoff
         wait_ms = wait.delay_after(attempts_made) if wait else 0
         fields.update(

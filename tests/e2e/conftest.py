@@ -1,0 +1,20 @@
+"""The end-to-end stack, started once for the e2e tests and stopped after them."""
+
+import pytest
+
+from .stack import Stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    running = Stack(tmp_path_factory.mktemp("e2e")).start()
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)

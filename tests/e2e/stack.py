@@ -1,0 +1,199 @@
+"""A real stack for end-to-end tests: redis-server, gunicorn and celery worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from devtools import redis as dev_redis
+
+ROOT = Path(__file__).resolve().parents[2]
+ALL_SCOPES = "job.create,job.read,job.update,job.delete"
+
+
+class Stack:
+    """Start, drive and stop the processes of one gravity-jobs installation."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.keys: dict[str, str] = {}
+        self.redis_port = dev_redis.free_port()
+        self.web_port = dev_redis.free_port()
+        self.database_url, self._drop_database = _database(workdir)
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DATABASE_URL": self.database_url,
+            "REDIS_JOB_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "DEBUG": "true",
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "INFO",
+        }
+        self.base_url = f"http://127.0.0.1:{self.web_port}"
+        self.http = requests.Session()
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def start(self) -> Stack:
+        self.start_redis()
+        self.manage("migrate", "--noinput")
+        for username in ("alice", "bob"):
+            self.manage("create_user", username)
+            self.keys[username] = self.manage("create_api_key", username, "--scopes", ALL_SCOPES).strip()
+        self.keys["alice-read-only"] = self.manage("create_api_key", "alice", "--scopes", "job.read").strip()
+        self.start_web()
+        self.start_worker("worker")
+        return self
+
+    def start_redis(self) -> None:
+        self.processes["redis"] = dev_redis.start(self.redis_port, self.workdir / "redis")
+
+    def stop_redis(self) -> None:
+        self.stop("redis")
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "ab")
+        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = process
+        return process
+
+    def start_web(self) -> None:
+        self.spawn(
+            "web",
+            [sys.executable, "-m", "gunicorn", "gravity.wsgi:application", "--bind", f"127.0.0.1:{self.web_port}",
+             "--workers", "2", "--threads", "8", "--timeout", "60"],
+        )
+        wait_until(lambda: self._answers(), 30, "the web server to answer", self)
+
+    def start_worker(self, name: str, concurrency: int = 2, *extra: str) -> subprocess.Popen:
+        log = self.workdir / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0
+        process = self.spawn(
+            name,
+            [sys.executable, "-m", "worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
+             "--without-mingle", "--without-gossip", *extra],
+        )
+        wait_until(lambda: b" ready." in log.read_bytes()[offset:], 60, f"{name} to be ready", self)
+        return process
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def close(self) -> None:
+        for name in [n for n in self.processes if n != "redis"] + ["redis"]:
+            self.stop(name)
+        self.http.close()
+        self._drop_database()
+
+    def logs(self, lines: int = 40) -> str:
+        parts = []
+        for log in sorted(self.workdir.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {log.name} ---\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    def _answers(self) -> bool:
+        try:
+            return self.http.get(f"{self.base_url}/api/job/ping", timeout=2).status_code in (401, 404)
+        except requests.ConnectionError:
+            return False
+
+    # -- the API -----------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, key: str | None = "alice", **kwargs: Any) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if key is not None:
+            headers["Authorization"] = f"Bearer {self.keys[key]}"
+        return self.http.request(method, f"{self.base_url}{path}", headers=headers, timeout=30, **kwargs)
+
+    def add(self, name: str | None = None, data: dict | None = None, opts: dict | None = None, key: str = "alice") -> dict:
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if data is not None:
+            body["data"] = data
+        if opts is not None:
+            body["opts"] = opts
+        response = self.request("POST", "/api/job", key=key, json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def get(self, job_id: str, key: str = "alice") -> dict:
+        response = self.request("GET", f"/api/job/{job_id}", key=key)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_for(self, job_id: str, until: Callable[[dict], bool] | str = "finished", timeout: float = 30) -> dict:
+        """Poll the job until `until` holds ('finished' = finishedOn is set; or a state name)."""
+        if until == "finished":
+            check = lambda job: job["finishedOn"] is not None  # noqa: E731
+        elif isinstance(until, str):
+            check = lambda job, state=until: job["state"] == state  # noqa: E731
+        else:
+            check = until
+        seen: list[dict] = []
+
+        def poll() -> bool:
+            seen.append(self.get(job_id))
+            return check(seen[-1])
+
+        wait_until(poll, timeout, f"job {job_id} ({seen[-1] if seen else 'never read'})", self)
+        return seen[-1]
+
+    def gate(self) -> Path:
+        """Return a path that does not exist yet: a job waiting for it holds a worker until it is created."""
+        return self.workdir / f"gate-{uuid.uuid4().hex}"
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, stack: Stack | None = None, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{stack.logs() if stack else ''}")
+        time.sleep(interval)
+
+
+def _database(workdir: Path) -> tuple[str, Callable[[], None]]:
+    """A fresh database for the stack: a SQLite file, or a new PostgreSQL database when DATABASE_URL names one."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        return f"sqlite:///{workdir / 'e2e.sqlite3'}", lambda: None
+    import psycopg
+
+    parts = urlsplit(url)
+    name = f"gravity_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urlunsplit(parts._replace(path=f"/{name}")), drop

@@ -1,0 +1,65 @@
+"""Small job functions the tests add jobs for, in the test process and in real workers."""
+
+import os
+import time
+from pathlib import Path
+
+import jobs
+
+
+@jobs.job("noop")
+def noop(job):
+    return {"data": job.data}
+
+
+@jobs.job("fails")
+def fails(job):
+    raise RuntimeError(job.data.get("message", "boom"))
+
+
+@jobs.job("flaky")
+def flaky(job):
+    """Fail the first `fail_times` attempts, then succeed."""
+    if job.attempts_made < job.data.get("fail_times", 1):
+        raise RuntimeError(f"attempt {job.attempts_made + 1} fails")
+    return {"attempts_made": job.attempts_made}
+
+
+@jobs.job("sleeps")
+def sleeps(job):
+    time.sleep(job.data.get("seconds", 1))
+    return "slept"
+
+
+@jobs.job("records")
+def records(job):
+    """Append one line per run to data["path"], so tests can count runs and see the data."""
+    with open(job.data["path"], "a") as out:
+        out.write(f"{job.id} {sorted(job.data)}\n")
+    return {"data": job.data, "pid": os.getpid()}
+
+
+@jobs.job("waits_for_gate")
+def waits_for_gate(job):
+    """Report progress, then hold the worker until the file data["gate"] exists."""
+    job.progress("started")
+    gate = Path(job.data["gate"])
+    deadline = time.monotonic() + job.data.get("timeout", 60)
+    job.progress(50)
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} never opened")
+        time.sleep(0.05)
+    job.progress(100)
+    return {"gate": str(gate), "data": job.data}
+
+
+@jobs.task
+def add(x, y):
+    return x + y
+
+
+@jobs.task(name="tests.progress_task", bind=True)
+def progress_task(job, label):
+    job.progress({"label": label})
+    return label

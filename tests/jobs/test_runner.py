@@ -1,0 +1,70 @@
+"""Running one job, as the worker does, without a broker."""
+
+import pytest
+
+from jobs import registry, services
+from jobs.models import Job
+from jobs.runner import job_execute
+
+pytestmark = pytest.mark.django_db
+
+
+def run(job):
+    return job_execute(job_id=job.pk, worker="test:1")
+
+
+def test_a_job_runs_once_with_its_data_and_stores_its_result():
+    job = services.job_create(name="noop", data={"a": 1})
+    assert run(job) == "completed"
+    job.refresh_from_db()
+    assert (job.state, job.return_value, job.worker) == ("completed", {"data": {"a": 1}}, "test:1")
+    # A second message for the same job does nothing.
+    assert run(job) == "skipped"
+
+
+def test_a_deleted_job_is_skipped():
+    job = services.job_create(name="noop")
+    services.job_remove(job_id=job.pk)
+    assert run(job) == "skipped"
+
+
+def test_a_failing_job_records_its_reason_and_traceback():
+    job = services.job_create(name="fails", data={"message": "no such user"})
+    assert run(job) == "failed"
+    job.refresh_from_db()
+    assert (job.state, job.failed_reason, job.attempts_made) == ("failed", "no such user", 1)
+    assert len(job.stacktrace) == 1
+    assert "RuntimeError: no such user" in job.stacktrace[0]
+    assert "tests/jobfunctions.py" in job.stacktrace[0]
+
+
+def test_a_job_with_attempts_left_is_retried_until_it_succeeds(django_capture_on_commit_callbacks, monkeypatch):
+    monkeypatch.setattr(services, "job_send", lambda job_id: True)
+    job = services.job_create(name="flaky", data={"fail_times": 2}, opts={"attempts": 3})
+    assert run(job) == "waiting"
+    assert run(job) == "waiting"
+    assert run(job) == "completed"
+    job.refresh_from_db()
+    assert (job.state, job.attempts_made, job.return_value) == ("completed", 2, {"attempts_made": 2})
+    assert job.failed_reason == "attempt 2 fails"
+
+
+def test_a_result_that_is_not_json_fails_the_job_clearly():
+    registry.register("returns_object", lambda job: object())
+    try:
+        job = services.job_create(name="returns_object")
+        assert run(job) == "failed"
+    finally:
+        registry.unregister("returns_object")
+    job.refresh_from_db()
+    assert job.failed_reason.startswith("the return value must be JSON: Object of type object is not JSON serializable")
+
+
+def test_a_job_whose_function_is_unknown_to_this_worker_fails_without_retry():
+    registry.register("gone_later", lambda job: 1)
+    job = services.job_create(name="gone_later", opts={"attempts": 5})
+    registry.unregister("gone_later")
+    assert run(job) == "failed"
+    job.refresh_from_db()
+    assert (job.state, job.attempts_made) == ("failed", 1)
+    assert job.failed_reason == "No job function is registered as 'gone_later' in this worker."

@@ -1,0 +1,251 @@
+"""The job services: creation, sending, the guarded state changes, merging, removal, the sweep."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jobs import services
+from jobs.errors import InvalidJob, JobExists, JobNotFound, JobStarted, UnknownJobName
+from jobs.models import Job, JobState
+from jobs.tasks import run_job
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Record the messages job_send puts on the broker instead of sending them."""
+    messages = []
+    monkeypatch.setattr(run_job, "apply_async", lambda **kw: messages.append(kw))
+    return messages
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    def refuse(**kwargs):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(run_job, "apply_async", refuse)
+
+
+def test_create_stores_a_waiting_job_and_sends_it_only_after_commit(django_capture_on_commit_callbacks, sent):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = services.job_create(name="noop", data={"a": 1})
+    assert (job.state, job.data, job.name, job.queue, job.attempts, job.delay) == ("waiting", {"a": 1}, "noop", "jobs", 1, 0)
+    assert sent == [] and len(callbacks) == 1
+    callbacks[0]()
+    assert sent == [{"args": [job.pk], "queue": "jobs", "priority": 9}]
+    assert Job.objects.get(pk=job.pk).sent_at is not None
+
+
+def test_create_without_a_name_uses_the_default_job_function():
+    assert services.job_create().name == "__default__"
+
+
+def test_a_delayed_job_is_not_sent_at_commit(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = services.job_create(name="noop", opts={"delay": 5000})
+    assert job.state == JobState.DELAYED
+    assert job.run_at - job.created_at == timedelta(milliseconds=5000)
+    assert callbacks == []
+
+
+def test_unknown_name_lists_the_known_names():
+    with pytest.raises(UnknownJobName) as caught:
+        services.job_create(name="nope")
+    assert "nope" in str(caught.value)
+    assert {"__default__", "noop", "fails"} <= set(caught.value.known_names)
+    assert Job.objects.count() == 0
+
+
+@pytest.mark.parametrize("data", [[1, 2], "text", 3, {"x": float("nan")}, {"x": object()}])
+def test_data_must_be_a_json_object(data):
+    with pytest.raises(InvalidJob):
+        services.job_create(name="noop", data=data)
+    assert Job.objects.count() == 0
+
+
+def test_a_taken_job_id_is_refused_and_the_existing_job_is_untouched():
+    first = services.job_create(name="noop", data={"v": 1}, opts={"jobId": "report-7"})
+    with pytest.raises(JobExists, match="A job with id 'report-7' already exists."):
+        services.job_create(name="fails", data={"v": 2}, opts={"jobId": "report-7"})
+    again = Job.objects.get(pk="report-7")
+    assert (again.name, again.data, again.created_at) == ("noop", {"v": 1}, first.created_at)
+
+
+def test_priority_maps_bulls_highest_first_onto_redis_steps():
+    assert services.celery_priority(1) == 0
+    assert services.celery_priority(5) == 4
+    assert services.celery_priority(1000) == 8
+    assert services.celery_priority(None) == 9
+
+
+def test_send_with_the_broker_down_keeps_the_job_waiting_and_unsent(broker_down):
+    job = services.job_create(name="noop")
+    assert services.job_send(job_id=job.pk) is False
+    job.refresh_from_db()
+    assert (job.state, job.sent_at) == ("waiting", None)
+
+
+def test_only_one_claim_wins():
+    job = services.job_create(name="noop")
+    assert services.job_claim(job_id=job.pk, worker="w1") is True
+    assert services.job_claim(job_id=job.pk, worker="w2") is False
+    job.refresh_from_db()
+    assert (job.state, job.worker) == ("active", "w1")
+    assert job.processed_on is not None
+
+
+def test_a_deleted_or_unknown_job_cannot_be_claimed():
+    assert services.job_claim(job_id="missing", worker="w") is False
+
+
+def test_progress_is_recorded_only_for_an_active_job():
+    job = services.job_create(name="noop")
+    assert services.job_set_progress(job_id=job.pk, progress=10) is False
+    services.job_claim(job_id=job.pk, worker="w")
+    assert services.job_set_progress(job_id=job.pk, progress={"step": "two"}) is True
+    job.refresh_from_db()
+    assert job.progress == {"step": "two"}
+    with pytest.raises(InvalidJob):
+        services.job_set_progress(job_id=job.pk, progress=object())
+
+
+def test_complete_sets_result_and_finished_on():
+    job = services.job_create(name="noop")
+    services.job_claim(job_id=job.pk, worker="w")
+    assert services.job_complete(job_id=job.pk, return_value=[1, "two"]) is True
+    job.refresh_from_db()
+    assert (job.state, job.return_value, job.attempts_made) == ("completed", [1, "two"], 0)
+    assert job.finished_on >= job.processed_on
+    assert services.job_complete(job_id=job.pk, return_value="again") is False
+
+
+def test_fail_without_attempts_left_fails_the_job():
+    job = services.job_create(name="fails")
+    services.job_claim(job_id=job.pk, worker="w")
+    assert services.job_fail(job_id=job.pk, reason="boom", stacktrace="Traceback ...") == JobState.FAILED
+    job.refresh_from_db()
+    assert (job.state, job.failed_reason, job.stacktrace, job.attempts_made) == ("failed", "boom", ["Traceback ..."], 1)
+    assert job.finished_on is not None
+
+
+def test_fail_with_attempts_left_and_backoff_delays_the_retry():
+    job = services.job_create(name="fails", opts={"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}})
+    services.job_claim(job_id=job.pk, worker="w")
+    before = timezone.now()
+    assert services.job_fail(job_id=job.pk, reason="one", stacktrace="t1") == JobState.DELAYED
+    job.refresh_from_db()
+    assert (job.state, job.attempts_made, job.finished_on, job.sent_at) == ("delayed", 1, None, None)
+    assert timedelta(milliseconds=1000) <= job.run_at - before < timedelta(milliseconds=1500)
+    # the second failure waits (2^2 - 1) * 1000 ms
+    Job.objects.filter(pk=job.pk).update(state=JobState.WAITING)
+    services.job_claim(job_id=job.pk, worker="w")
+    before = timezone.now()
+    assert services.job_fail(job_id=job.pk, reason="two", stacktrace="t2") == JobState.DELAYED
+    job.refresh_from_db()
+    assert timedelta(milliseconds=3000) <= job.run_at - before < timedelta(milliseconds=3500)
+    assert (job.failed_reason, job.stacktrace) == ("two", ["t1", "t2"])
+
+
+def test_fail_with_attempts_left_and_no_backoff_sends_again_at_once(django_capture_on_commit_callbacks, sent):
+    job = services.job_create(name="fails", opts={"attempts": 2})
+    services.job_claim(job_id=job.pk, worker="w")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.job_fail(job_id=job.pk, reason="once", stacktrace="t") == JobState.WAITING
+    assert sent == [{"args": [job.pk], "queue": "jobs", "priority": 9}]
+
+
+def test_stacktraces_are_capped(settings):
+    settings.JOBS = {**settings.JOBS, "STACKTRACE_LIMIT": 2}
+    job = services.job_create(name="fails", opts={"attempts": 4})
+    for n in range(3):
+        Job.objects.filter(pk=job.pk).update(state=JobState.WAITING)
+        services.job_claim(job_id=job.pk, worker="w")
+        services.job_fail(job_id=job.pk, reason=str(n), stacktrace=f"t{n}")
+    job.refresh_from_db()
+    assert job.stacktrace == ["t1", "t2"]
+
+
+def test_update_data_merges_or_replaces_and_touches_nothing_else():
+    job = services.job_create(name="noop", data={"a": 1, "b": 2})
+    services.job_claim(job_id=job.pk, worker="w")
+    services.job_update_data(job_id=job.pk, data={"b": 3, "c": 4}, merge=True)
+    job.refresh_from_db()
+    assert (job.data, job.state) == ({"a": 1, "b": 3, "c": 4}, "active")
+    services.job_update_data(job_id=job.pk, data={"z": 0}, merge=False)
+    job.refresh_from_db()
+    assert job.data == {"z": 0}
+
+
+def test_update_data_refuses_what_is_not_an_object_and_keeps_the_data():
+    job = services.job_create(name="noop", data={"a": 1})
+    with pytest.raises(InvalidJob, match="data must be a JSON object."):
+        services.job_update_data(job_id=job.pk, data=["a"], merge=True)
+    job.refresh_from_db()
+    assert job.data == {"a": 1}
+
+
+def test_update_data_of_another_owners_job_is_not_found():
+    job = services.job_create(name="noop", owner="account:1")
+    with pytest.raises(JobNotFound):
+        services.job_update_data(job_id=job.pk, data={"x": 1}, merge=True, owner="account:2")
+
+
+@pytest.mark.parametrize("opts", [{}, {"delay": 10_000}])
+def test_remove_deletes_a_job_that_has_not_started(opts):
+    job = services.job_create(name="noop", opts=opts)
+    services.job_remove(job_id=job.pk)
+    assert not Job.objects.filter(pk=job.pk).exists()
+    assert services.job_claim(job_id=job.pk, worker="w") is False
+
+
+@pytest.mark.parametrize("finish", [None, "complete", "fail"])
+def test_remove_refuses_a_started_job_and_leaves_it_as_it_was(finish):
+    job = services.job_create(name="noop")
+    services.job_claim(job_id=job.pk, worker="w")
+    if finish == "complete":
+        services.job_complete(job_id=job.pk, return_value=1)
+    elif finish == "fail":
+        services.job_fail(job_id=job.pk, reason="x", stacktrace="")
+    state = Job.objects.get(pk=job.pk).state
+    with pytest.raises(JobStarted) as caught:
+        services.job_remove(job_id=job.pk)
+    assert str(caught.value) == f"Job {job.pk!r} is {state}: only a waiting or delayed job can be removed."
+    assert Job.objects.get(pk=job.pk).state == state
+
+
+def test_remove_of_an_unknown_or_foreign_job_is_not_found():
+    job = services.job_create(name="noop", owner="account:1")
+    with pytest.raises(JobNotFound):
+        services.job_remove(job_id="missing")
+    with pytest.raises(JobNotFound):
+        services.job_remove(job_id=job.pk, owner="account:2")
+    assert Job.objects.filter(pk=job.pk).exists()
+
+
+def test_sweep_promotes_due_delayed_jobs_and_sends_them(sent):
+    due = services.job_create(name="noop", opts={"delay": 1000})
+    later = services.job_create(name="noop", opts={"delay": 60_000})
+    report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=2))
+    assert (report.promoted, report.sent) == (1, 1)
+    assert [m["args"] for m in sent] == [[due.pk]]
+    assert Job.objects.get(pk=due.pk).state == "waiting"
+    assert Job.objects.get(pk=later.pk).state == "delayed"
+
+
+def test_sweep_resends_waiting_jobs_whose_message_never_left(sent):
+    job = services.job_create(name="noop")  # on_commit never ran: the message never left
+    assert services.jobs_sweep().sent == 0  # still within the grace period
+    report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=10))
+    assert report.sent == 1 and sent[0]["args"] == [job.pk]
+    assert services.jobs_sweep(now=timezone.now() + timedelta(seconds=20)).sent == 0
+
+
+def test_sweep_with_the_broker_down_promotes_and_leaves_messages_for_later(broker_down):
+    services.job_create(name="noop", opts={"delay": 1000})
+    report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=2))
+    assert (report.promoted, report.sent) == (1, 0)
+    assert Job.objects.get().state == "waiting"
+    assert Job.objects.get().sent_at is None
