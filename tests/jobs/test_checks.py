@@ -1,0 +1,26 @@
+"""The JOBS system check."""
+
+from jobs.checks import check_jobs_settings
+
+
+def ids(settings_value, settings):
+    settings.JOBS = settings_value
+    return [error.id for error in check_jobs_settings()]
+
+
+def test_the_projects_settings_pass(settings):
+    assert check_jobs_settings() == []
+
+
+def test_bad_settings_are_reported(settings):
+    assert ids([], settings) == ["jobs.E001"]
+    assert ids({"QUEU": "x"}, settings) == ["jobs.E002"]
+    assert ids({"QUEUE": ""}, settings) == ["jobs.E003"]
+    assert ids({"OWNER_RESOLVER": "nowhere.at_all"}, settings) == ["jobs.E004"]
+    assert ids({"SWEEP_INTERVAL": -1}, settings) == ["jobs.E005"]
+    assert ids({"MAX_ATTEMPTS": 0}, settings) == ["jobs.E006"]
+
+
+def test_pickle_is_refused(settings):
+    settings.CELERY_TASK_SERIALIZER = "pickle"
+    assert [e.id for e in check_jobs_settings()] == ["jobs.E007"]
