@@ -12,6 +12,10 @@ from .models import Job
 _UNSET: Any = object()
 
 
+def _field(attribute: str, doc: str) -> property:
+    return property(lambda handle: getattr(handle._record, attribute), doc=doc)
+
+
 class JobHandle:
     """A job as job functions and Python callers see it (Bull's Job)."""
 
@@ -21,42 +25,15 @@ class JobHandle:
     def __repr__(self) -> str:
         return f"<JobHandle {self.name} #{self.id} {self.state}>"
 
-    @property
-    def id(self) -> str:
-        return self._record.pk
-
-    @property
-    def name(self) -> str:
-        return self._record.name
-
-    @property
-    def queue(self) -> str:
-        return self._record.queue
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return self._record.data
-
-    @property
-    def opts(self) -> dict[str, Any]:
-        return self._record.opts
-
-    @property
-    def state(self) -> str:
-        """The state when this handle was last loaded (see `reload`)."""
-        return self._record.state
-
-    @property
-    def attempts_made(self) -> int:
-        return self._record.attempts_made
-
-    @property
-    def return_value(self) -> Any:
-        return self._record.return_value
-
-    @property
-    def failed_reason(self) -> str | None:
-        return self._record.failed_reason
+    id = _field("pk", "The job's id (a string).")
+    name = _field("name", "The name of the job function.")
+    queue = _field("queue", "The queue the job was added to.")
+    data = _field("data", "The job's data, as loaded (see `reload`).")
+    opts = _field("opts", "Bull's options of the job.")
+    state = _field("state", "The state when this handle was last loaded (see `reload`).")
+    attempts_made = _field("attempts_made", "Failed attempts so far.")
+    return_value = _field("return_value", "What the job function returned, once completed.")
+    failed_reason = _field("failed_reason", "The message of the latest failure.")
 
     def progress(self, value: Any = _UNSET) -> Any:
         """Report progress (a number, string or JSON object); with no argument, return it."""

@@ -27,8 +27,9 @@ def new_job_id() -> str:
 
 
 class JobQuerySet(models.QuerySet):
-    def owned_by(self, owner: str) -> JobQuerySet:
-        return self.filter(owner=owner)
+    def owned_by(self, owner: str | None) -> JobQuerySet:
+        """Jobs of `owner`; None means no restriction (Python callers, the system)."""
+        return self if owner is None else self.filter(owner=owner)
 
     def waiting(self) -> JobQuerySet:
         return self.filter(state=JobState.WAITING)

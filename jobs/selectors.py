@@ -11,10 +11,7 @@ from .models import Job
 
 def job_get(*, job_id: str, owner: str | None = None) -> Job:
     """Return the job, or raise JobNotFound; with `owner`, jobs of other owners do not exist."""
-    queryset = Job.objects.all()
-    if owner is not None:
-        queryset = queryset.owned_by(owner)
-    job = queryset.filter(pk=job_id).first()
+    job = Job.objects.owned_by(owner).filter(pk=job_id).first()
     if job is None:
         raise JobNotFound(job_id)
     return job

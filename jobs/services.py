@@ -183,10 +183,7 @@ def job_update_data(*, job_id: str, data: Any, merge: bool, owner: str | None = 
     # The row lock (PostgreSQL) or the IMMEDIATE transaction (SQLite) serializes concurrent
     # merges, so no key sent by a parallel request is lost.
     with transaction.atomic():
-        queryset = Job.objects.select_for_update()
-        if owner is not None:
-            queryset = queryset.owned_by(owner)
-        job = queryset.filter(pk=job_id).first()
+        job = Job.objects.select_for_update().owned_by(owner).filter(pk=job_id).first()
         if job is None:
             raise JobNotFound(job_id)
         job.data = {**job.data, **data} if merge else data
@@ -196,9 +193,7 @@ def job_update_data(*, job_id: str, data: Any, merge: bool, owner: str | None = 
 
 def job_remove(*, job_id: str, owner: str | None = None) -> None:
     """Delete a job that has not started; raise JobStarted if it has, JobNotFound if there is none."""
-    queryset = Job.objects.filter(pk=job_id)
-    if owner is not None:
-        queryset = queryset.owned_by(owner)
+    queryset = Job.objects.owned_by(owner).filter(pk=job_id)
     # One DELETE guarded by state: it and the claim's UPDATE cannot both win.
     deleted, _ = queryset.filter(state__in=REMOVABLE_STATES).delete()
     if deleted:

@@ -63,3 +63,21 @@ def add(x, y):
 def progress_task(job, label):
     job.progress({"label": label})
     return label
+
+
+@jobs.job("counts_users")
+def counts_users(job):
+    """Use the Django ORM inside a job, as real job functions do."""
+    from django.contrib.auth import get_user_model
+
+    return sorted(get_user_model().objects.values_list("username", flat=True))
+
+
+@jobs.job("solo_gate", queue="solo")
+def solo_gate(job):
+    return waits_for_gate(job)
+
+
+@jobs.job("solo_records", queue="solo")
+def solo_records(job):
+    return records(job)
