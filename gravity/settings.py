@@ -160,8 +160,20 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A web request that commits a job while Redis is down must not hang: try briefly, then leave
+# the message to the sweep (the job row is already committed).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+REDIS_VISIBILITY_TIMEOUT = int(os.environ.get("REDIS_VISIBILITY_TIMEOUT", "300"))
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": int(os.environ.get("REDIS_VISIBILITY_TIMEOUT", "3600")),
+    # A message taken by a worker that died unacknowledged goes back on the queue after this
+    # long. Short is safe here: a second delivery of a job that is running or done is ignored
+    # by the claim, so the timeout need not cover the longest job.
+    "visibility_timeout": REDIS_VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": max(1, min(10, REDIS_VISIBILITY_TIMEOUT // 10)),
+    "unacked_restore_throttle": 1,
+    # Never wait forever on a broker that vanished without closing the connection.
+    "socket_connect_timeout": 3,
+    "socket_timeout": 10,
     # Bull's priority 1 is the highest; jobs.services maps it onto Redis priority steps.
     "queue_order_strategy": "priority",
     "priority_steps": list(range(10)),

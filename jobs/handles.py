@@ -19,8 +19,10 @@ def _field(attribute: str, doc: str) -> property:
 class JobHandle:
     """A job as job functions and Python callers see it (Bull's Job)."""
 
-    def __init__(self, record: Job):
+    def __init__(self, record: Job, *, token: str | None = None):
         self._record = record
+        # Set in a worker: progress writes then count only while this worker holds the job.
+        self._token = token
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.name} #{self.id} {self.state}>"
@@ -39,7 +41,7 @@ class JobHandle:
         """Report progress (a number, string or JSON object); with no argument, return it."""
         if value is _UNSET:
             return self._record.progress
-        services.job_set_progress(job_id=self.id, progress=value)
+        services.job_set_progress(job_id=self.id, progress=value, token=self._token)
         self._record.progress = value
         return value
 

@@ -38,6 +38,14 @@ class JobQuerySet(models.QuerySet):
         """Delayed jobs whose time has come."""
         return self.filter(state=JobState.DELAYED, run_at__lte=now)
 
+    def stalled(self, now: datetime) -> JobQuerySet:
+        """Active jobs whose worker stopped renewing the lock."""
+        return self.filter(state=JobState.ACTIVE, lock_until__lt=now)
+
+    def sent_before(self, before: datetime) -> JobQuerySet:
+        """Waiting jobs whose message left before `before` and has not been taken since."""
+        return self.filter(state=JobState.WAITING, sent_at__lt=before)
+
     def unsent(self, before: datetime) -> JobQuerySet:
         """Waiting jobs, eligible since `before` or earlier, whose message never reached the broker."""
         return self.filter(state=JobState.WAITING, sent_at__isnull=True, run_at__lte=before)
@@ -68,6 +76,11 @@ class Job(models.Model):
     processed_on = models.DateTimeField(null=True, blank=True)
     finished_on = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True, default="", help_text="Who ran the latest attempt.")
+    # While active: who holds the job and until when. The holder renews the lock as it runs; a
+    # lock that runs out means the worker is gone, and the sweep takes the job back.
+    lock_token = models.CharField(max_length=32, blank=True, default="")
+    lock_until = models.DateTimeField(null=True, blank=True)
+    stalled_count = models.PositiveIntegerField(default=0, help_text="Times the job's worker was lost while it ran.")
 
     objects = JobQuerySet.as_manager()
 
@@ -76,6 +89,7 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["state", "run_at"], name="jobs_job_state_run_at_idx"),
             models.Index(fields=["state", "sent_at"], name="jobs_job_state_sent_at_idx"),
+            models.Index(fields=["state", "lock_until"], name="jobs_job_state_lock_idx"),
             models.Index(fields=["name"], name="jobs_job_name_idx"),
             models.Index(fields=["owner", "created_at"], name="jobs_job_owner_created_idx"),
             models.Index(fields=["-created_at"], name="jobs_job_created_idx"),

@@ -13,7 +13,7 @@ from .errors import InvalidJob
 MAX_PRIORITY = 2_097_152
 # Custom ids must be usable in /api/job/<id> as they are.
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@~-]{1,200}$")
-KNOWN_OPTIONS = ("delay", "attempts", "backoff", "priority", "jobId")
+KNOWN_OPTIONS = ("delay", "attempts", "backoff", "priority", "jobId", "timeout")
 BACKOFF_TYPES = ("fixed", "exponential")
 
 
@@ -39,6 +39,7 @@ class JobOptions:
     backoff: Backoff | None = None
     priority: int | None = None
     job_id: str | None = None
+    timeout: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the options as Bull's opts object, leaving out what was not set."""
@@ -49,11 +50,13 @@ class JobOptions:
             opts["priority"] = self.priority
         if self.job_id is not None:
             opts["jobId"] = self.job_id
+        if self.timeout is not None:
+            opts["timeout"] = self.timeout
         return opts
 
 
 def parse_options(raw: Any) -> JobOptions:
-    """Validate Bull-style opts (`delay`, `attempts`, `backoff`, `priority`, `jobId`) and return them."""
+    """Validate Bull-style opts (`delay`, `attempts`, `backoff`, `priority`, `jobId`, `timeout`)."""
     if raw is None:
         return JobOptions()
     if not isinstance(raw, dict):
@@ -73,12 +76,16 @@ def parse_options(raw: Any) -> JobOptions:
     priority = raw.get("priority")
     if priority is not None:
         priority = _integer(priority, "priority", 1, MAX_PRIORITY)
+    timeout = raw.get("timeout")
+    if timeout is not None:
+        timeout = _integer(timeout, "timeout", 1, conf.get("MAX_DELAY"))
     return JobOptions(
         delay=_integer(raw.get("delay", 0), "delay", 0, conf.get("MAX_DELAY")),
         attempts=_integer(raw.get("attempts", 1), "attempts", 1, conf.get("MAX_ATTEMPTS")),
         backoff=_backoff(raw.get("backoff")),
         priority=priority,
         job_id=job_id,
+        timeout=timeout,
     )
 
 

@@ -32,6 +32,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "delay": job.delay,
         "timestamp": to_ms(job.created_at),
         "attemptsMade": job.attempts_made,
+        "stalledCounter": job.stalled_count,
         "failedReason": job.failed_reason,
         "stacktrace": job.stacktrace,
         "returnvalue": job.return_value,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from . import conf, registry
 from .errors import InvalidJob, JobExists, JobNotFound, JobStarted, UnknownJobName
-from .models import REMOVABLE_STATES, Job, JobState
+from .models import REMOVABLE_STATES, Job, JobQuerySet, JobState
 from .options import JobOptions, parse_options
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,9 @@ logger = logging.getLogger(__name__)
 # Redis priority steps: 0 is consumed first. Bull's priority 1..9+ maps onto 0..8, and a job
 # without a priority goes last, as in Bull, where prioritized jobs are taken before the rest.
 UNPRIORITIZED_STEP = 9
+# What a job that leaves active stops holding.
+UNLOCKED = {"lock_token": "", "lock_until": None}
+STALLED_REASON = "job stalled more than allowable limit"
 
 
 def ensure_json(value: Any, what: str) -> None:
@@ -109,48 +113,71 @@ def job_send(*, job_id: str) -> bool:
 def _send(job_id: str) -> bool:
     from .tasks import run_job
 
-    row = Job.objects.filter(pk=job_id, state=JobState.WAITING).values("queue", "priority").first()
+    row = Job.objects.filter(pk=job_id, state=JobState.WAITING).values("queue", "priority", "opts").first()
     if row is None:
         return False
-    run_job.apply_async(args=[job_id], queue=row["queue"], priority=celery_priority(row["priority"]))
-    Job.objects.filter(pk=job_id, state=JobState.WAITING, sent_at__isnull=True).update(sent_at=timezone.now())
+    limits = {}
+    timeout_ms = row["opts"].get("timeout")
+    if timeout_ms:
+        # The soft limit raises inside the job function, which fails the attempt with a clear
+        # reason; the hard limit kills the process if the function swallows that exception.
+        limits = {"soft_time_limit": timeout_ms / 1000, "time_limit": timeout_ms / 1000 + conf.get("TIMEOUT_GRACE")}
+    run_job.apply_async(args=[job_id], queue=row["queue"], priority=celery_priority(row["priority"]), **limits)
+    Job.objects.filter(pk=job_id, state=JobState.WAITING).update(sent_at=timezone.now())
     return True
 
 
-def job_claim(*, job_id: str, worker: str) -> bool:
-    """Move a waiting job to active for `worker`; True only for the one caller that wins."""
-    return (
-        Job.objects.filter(pk=job_id, state=JobState.WAITING).update(
-            state=JobState.ACTIVE, processed_on=timezone.now(), worker=worker[:200]
-        )
-        == 1
+def job_claim(*, job_id: str, worker: str) -> str | None:
+    """Move a waiting job to active for `worker`; return the lock token to the one caller that wins."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    won = Job.objects.filter(pk=job_id, state=JobState.WAITING).update(
+        state=JobState.ACTIVE,
+        processed_on=now,
+        worker=worker[:200],
+        lock_token=token,
+        lock_until=now + timedelta(seconds=conf.get("LOCK_DURATION")),
     )
+    return token if won else None
 
 
-def job_set_progress(*, job_id: str, progress: Any) -> bool:
+def _holding(job_id: str, token: str | None) -> JobQuerySet:
+    """The job, if it is active and (given a token) still locked by that token's holder."""
+    queryset = Job.objects.filter(pk=job_id, state=JobState.ACTIVE)
+    return queryset if token is None else queryset.filter(lock_token=token)
+
+
+def job_extend_lock(*, job_id: str, token: str) -> bool:
+    """Renew the lock of a running job; False means the job is no longer ours."""
+    until = timezone.now() + timedelta(seconds=conf.get("LOCK_DURATION"))
+    return _holding(job_id, token).update(lock_until=until) == 1
+
+
+def job_set_progress(*, job_id: str, progress: Any, token: str | None = None) -> bool:
     """Record the progress of an active job; touches nothing else."""
     ensure_json(progress, "progress")
-    return Job.objects.filter(pk=job_id, state=JobState.ACTIVE).update(progress=progress) == 1
+    return _holding(job_id, token).update(progress=progress) == 1
 
 
-def job_complete(*, job_id: str, return_value: Any) -> bool:
+def job_complete(*, job_id: str, return_value: Any, token: str | None = None) -> bool:
     """Mark an active job completed with its result."""
     return (
-        Job.objects.filter(pk=job_id, state=JobState.ACTIVE).update(
-            state=JobState.COMPLETED, return_value=return_value, finished_on=timezone.now()
+        _holding(job_id, token).update(
+            state=JobState.COMPLETED, return_value=return_value, finished_on=timezone.now(), **UNLOCKED
         )
         == 1
     )
 
 
-def job_fail(*, job_id: str, reason: str, stacktrace: str, retry: bool = True) -> JobState | None:
+def job_fail(
+    *, job_id: str, reason: str, stacktrace: str, retry: bool = True, token: str | None = None
+) -> JobState | None:
     """Record a failed attempt: retry after the backoff if attempts are left, else fail the job.
 
     With retry=False the job fails now, whatever attempts are left (a retry cannot help).
-
-    Returns the job's new state, or None if the job was no longer active.
+    Returns the job's new state, or None if the job was no longer active (or no longer ours).
     """
-    job = Job.objects.filter(pk=job_id, state=JobState.ACTIVE).first()
+    job = _holding(job_id, token).first()
     if job is None:
         return None
     now = timezone.now()
@@ -159,6 +186,7 @@ def job_fail(*, job_id: str, reason: str, stacktrace: str, retry: bool = True) -
         "attempts_made": attempts_made,
         "failed_reason": reason,
         "stacktrace": ([*job.stacktrace, stacktrace])[-conf.get("STACKTRACE_LIMIT"):],
+        **UNLOCKED,
     }
     if retry and attempts_made < job.attempts:
         wait = parse_options(job.opts).backoff
@@ -170,11 +198,21 @@ def job_fail(*, job_id: str, reason: str, stacktrace: str, retry: bool = True) -
         )
     else:
         fields.update(state=JobState.FAILED, finished_on=now)
-    if Job.objects.filter(pk=job_id, state=JobState.ACTIVE).update(**fields) != 1:
+    if _holding(job_id, job.lock_token).update(**fields) != 1:
         return None
     if fields["state"] == JobState.WAITING:
         transaction.on_commit(partial(job_send, job_id=job_id))
     return fields["state"]
+
+
+def job_release(*, job_id: str, token: str | None = None) -> bool:
+    """Put an active job back to waiting, as if it had not started (a worker shutting down)."""
+    released = _holding(job_id, token).update(
+        state=JobState.WAITING, run_at=timezone.now(), sent_at=None, **UNLOCKED
+    )
+    if released:
+        job_send(job_id=job_id)
+    return released == 1
 
 
 def job_update_data(*, job_id: str, data: Any, merge: bool, owner: str | None = None) -> Job:
@@ -206,29 +244,60 @@ def job_remove(*, job_id: str, owner: str | None = None) -> None:
 
 @dataclass(frozen=True)
 class SweepReport:
-    promoted: int
-    sent: int
+    promoted: int = 0
+    recovered: int = 0
+    stalled_out: int = 0
+    sent: int = 0
 
 
-def jobs_sweep(*, now: datetime | None = None) -> SweepReport:
-    """Promote due delayed jobs and send every waiting job whose message has not left."""
+def jobs_sweep(*, now: datetime | None = None, broker_lost_messages: bool = False) -> SweepReport:
+    """Promote due delayed jobs, recover stalled ones, and send every waiting job whose message is missing.
+
+    A message is missing when it never left, when it left longer than RESEND_AFTER ago and the
+    job still waits, or when the broker lost its data (`broker_lost_messages`).
+    """
     now = now or timezone.now()
     batch = conf.get("SWEEP_BATCH")
-    promoted = []
+    if broker_lost_messages:
+        Job.objects.waiting().update(sent_at=None)
+    to_send = []
     for job_id in list(Job.objects.due(now).order_by("run_at").values_list("pk", flat=True)[:batch]):
         # Several workers sweep at once; the guarded update lets exactly one promote each job.
         if Job.objects.filter(pk=job_id, state=JobState.DELAYED).update(
             state=JobState.WAITING, run_at=now, sent_at=None
         ):
-            promoted.append(job_id)
+            to_send.append(job_id)
+    promoted = len(to_send)
+    recovered = stalled_out = 0
+    for job in list(Job.objects.stalled(now).values("pk", "lock_token", "stalled_count")[:batch]):
+        outcome = _recover_stalled(job["pk"], job["lock_token"], job["stalled_count"] + 1, now)
+        if outcome == JobState.WAITING:
+            recovered += 1
+            to_send.append(job["pk"])
+        elif outcome == JobState.FAILED:
+            stalled_out += 1
     before = now - timedelta(seconds=conf.get("SEND_GRACE"))
-    unsent = list(Job.objects.unsent(before).order_by("run_at").values_list("pk", flat=True)[:batch])
+    to_send += Job.objects.unsent(before).order_by("run_at").values_list("pk", flat=True)[:batch]
+    resend_before = now - timedelta(seconds=conf.get("RESEND_AFTER"))
+    to_send += Job.objects.sent_before(resend_before).order_by("sent_at").values_list("pk", flat=True)[:batch]
     sent = 0
-    for job_id in dict.fromkeys([*promoted, *unsent]):
+    for job_id in dict.fromkeys(to_send):
         try:
             sent += _send(job_id)
         except Exception:
             # The broker is down: the rest would fail the same way; the next sweep tries again.
-            logger.warning("Broker unavailable; %d job messages wait for the next sweep", len(promoted) + len(unsent) - sent, exc_info=True)
+            logger.warning("Broker unavailable; job messages wait for the next sweep", exc_info=True)
             break
-    return SweepReport(promoted=len(promoted), sent=sent)
+    return SweepReport(promoted=promoted, recovered=recovered, stalled_out=stalled_out, sent=sent)
+
+
+def _recover_stalled(job_id: str, token: str, stalled_count: int, now: datetime) -> JobState | None:
+    """Its worker stopped renewing the lock (killed, frozen, cut off): run the job again, or fail it."""
+    if stalled_count > conf.get("MAX_STALLED_COUNT"):
+        fields = {"state": JobState.FAILED, "failed_reason": STALLED_REASON, "finished_on": now}
+    else:
+        fields = {"state": JobState.WAITING, "run_at": now, "sent_at": None}
+    changed = _holding(job_id, token).update(stalled_count=stalled_count, **fields, **UNLOCKED)
+    if changed:
+        logger.warning("Job %s stalled (lock expired, %d times): now %s", job_id, stalled_count, fields["state"])
+    return fields["state"] if changed else None

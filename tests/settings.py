@@ -2,5 +2,13 @@
 
 from gravity.settings import *  # noqa: F403
 
-JOBS = {**JOBS, "MODULES": ["tests.jobfunctions"]}  # noqa: F405
+# Faults are noticed in seconds, not minutes, so fault-injection tests stay short.
+JOBS = {  # noqa: F405
+    **JOBS,  # noqa: F405
+    "MODULES": ["tests.jobfunctions"],
+    "LOCK_DURATION": 3.0,
+    "SHUTDOWN_GRACE": 4.0,
+    "RESEND_AFTER": 30.0,
+    "TIMEOUT_GRACE": 2.0,
+}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -39,6 +39,7 @@ class Stack:
             "DEBUG": "true",
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "INFO",
+            "REDIS_VISIBILITY_TIMEOUT": "10",
         }
         self.base_url = f"http://127.0.0.1:{self.web_port}"
         self.http = requests.Session()

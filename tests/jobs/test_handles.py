@@ -48,7 +48,7 @@ def test_to_json_has_bulls_keys_and_millisecond_times():
     job = jobs.Queue().add({"a": 1}, name="noop")
     body = job.to_json()
     assert set(body) == {
-        "id", "name", "data", "opts", "progress", "delay", "timestamp", "attemptsMade",
+        "id", "name", "data", "opts", "progress", "delay", "timestamp", "attemptsMade", "stalledCounter",
         "failedReason", "stacktrace", "returnvalue", "finishedOn", "processedOn", "state",
     }
     assert body["timestamp"] == int(Job.objects.get(pk=job.id).created_at.timestamp() * 1000)

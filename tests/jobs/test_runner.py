@@ -1,5 +1,7 @@
 """Running one job, as the worker does, without a broker."""
 
+import time
+
 import pytest
 
 from jobs import registry, services
@@ -68,3 +70,57 @@ def test_a_job_whose_function_is_unknown_to_this_worker_fails_without_retry():
     job.refresh_from_db()
     assert (job.state, job.attempts_made) == ("failed", 1)
     assert job.failed_reason == "No job function is registered as 'gone_later' in this worker."
+
+
+def test_a_job_that_exceeds_its_timeout_fails_with_a_clear_reason():
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    def too_slow(job):
+        raise SoftTimeLimitExceeded()
+
+    registry.register("too_slow", too_slow)
+    try:
+        job = services.job_create(name="too_slow", opts={"timeout": 250})
+        assert run(job) == "failed"
+    finally:
+        registry.unregister("too_slow")
+    job.refresh_from_db()
+    assert job.failed_reason == "Job timed out after 250 ms (opts.timeout)."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_job_keeps_renewing_its_lock(settings):
+    settings.JOBS = {**settings.JOBS, "LOCK_DURATION": 0.4}
+    seen = []
+
+    def slow(job):
+        for _ in range(6):
+            time.sleep(0.2)
+            seen.append(Job.objects.get(pk=job.id).lock_until)
+        return "done"
+
+    registry.register("slow_locked", slow)
+    try:
+        job = services.job_create(name="slow_locked")
+        assert run(job) == "completed"
+    finally:
+        registry.unregister("slow_locked")
+    # the lock moved forward while the job ran, so it never ran out
+    assert seen[-1] > seen[0]
+    assert all(later >= earlier for earlier, later in zip(seen, seen[1:]))
+
+
+def test_a_job_taken_back_while_running_does_not_overwrite_the_new_run(monkeypatch):
+    def taken_back(job):
+        # the sweep recovers the job as if this worker were gone
+        Job.objects.filter(pk=job.id).update(state="waiting", lock_token="", lock_until=None)
+        return "late"
+
+    registry.register("taken_back", taken_back)
+    try:
+        job = services.job_create(name="taken_back")
+        assert run(job) == "lost"
+    finally:
+        registry.unregister("taken_back")
+    job.refresh_from_db()
+    assert (job.state, job.return_value) == ("waiting", None)

@@ -88,24 +88,48 @@ def test_send_with_the_broker_down_keeps_the_job_waiting_and_unsent(broker_down)
     assert (job.state, job.sent_at) == ("waiting", None)
 
 
-def test_only_one_claim_wins():
+def test_only_one_claim_wins_and_it_holds_a_lock(settings):
+    settings.JOBS = {**settings.JOBS, "LOCK_DURATION": 30}
     job = services.job_create(name="noop")
-    assert services.job_claim(job_id=job.pk, worker="w1") is True
-    assert services.job_claim(job_id=job.pk, worker="w2") is False
+    token = services.job_claim(job_id=job.pk, worker="w1")
+    assert token and services.job_claim(job_id=job.pk, worker="w2") is None
     job.refresh_from_db()
-    assert (job.state, job.worker) == ("active", "w1")
-    assert job.processed_on is not None
+    assert (job.state, job.worker, job.lock_token) == ("active", "w1", token)
+    assert timedelta(seconds=29) < job.lock_until - job.processed_on <= timedelta(seconds=30)
 
 
 def test_a_deleted_or_unknown_job_cannot_be_claimed():
-    assert services.job_claim(job_id="missing", worker="w") is False
+    assert services.job_claim(job_id="missing", worker="w") is None
+
+
+def test_only_the_lock_holder_renews_reports_and_finishes():
+    job = services.job_create(name="noop")
+    token = services.job_claim(job_id=job.pk, worker="w")
+    assert services.job_extend_lock(job_id=job.pk, token="not-the-token") is False
+    assert services.job_set_progress(job_id=job.pk, progress=5, token="not-the-token") is False
+    assert services.job_complete(job_id=job.pk, return_value=1, token="not-the-token") is False
+    assert services.job_fail(job_id=job.pk, reason="x", stacktrace="", token="not-the-token") is None
+    assert services.job_extend_lock(job_id=job.pk, token=token) is True
+    assert services.job_complete(job_id=job.pk, return_value=1, token=token) is True
+    job.refresh_from_db()
+    assert (job.state, job.lock_token, job.lock_until, job.progress) == ("completed", "", None, 0)
+
+
+def test_release_puts_an_active_job_back_without_counting_an_attempt(sent):
+    job = services.job_create(name="noop")
+    token = services.job_claim(job_id=job.pk, worker="w")
+    assert services.job_release(job_id=job.pk, token=token) is True
+    job.refresh_from_db()
+    assert (job.state, job.attempts_made, job.stalled_count, job.lock_token) == ("waiting", 0, 0, "")
+    assert sent[-1]["args"] == [job.pk]
+    assert services.job_release(job_id=job.pk, token=token) is False
 
 
 def test_progress_is_recorded_only_for_an_active_job():
     job = services.job_create(name="noop")
     assert services.job_set_progress(job_id=job.pk, progress=10) is False
-    services.job_claim(job_id=job.pk, worker="w")
-    assert services.job_set_progress(job_id=job.pk, progress={"step": "two"}) is True
+    token = services.job_claim(job_id=job.pk, worker="w")
+    assert services.job_set_progress(job_id=job.pk, progress={"step": "two"}, token=token) is True
     job.refresh_from_db()
     assert job.progress == {"step": "two"}
     with pytest.raises(InvalidJob):
@@ -198,7 +222,7 @@ def test_remove_deletes_a_job_that_has_not_started(opts):
     job = services.job_create(name="noop", opts=opts)
     services.job_remove(job_id=job.pk)
     assert not Job.objects.filter(pk=job.pk).exists()
-    assert services.job_claim(job_id=job.pk, worker="w") is False
+    assert services.job_claim(job_id=job.pk, worker="w") is None
 
 
 @pytest.mark.parametrize("finish", [None, "complete", "fail"])
@@ -241,6 +265,45 @@ def test_sweep_resends_waiting_jobs_whose_message_never_left(sent):
     report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=10))
     assert report.sent == 1 and sent[0]["args"] == [job.pk]
     assert services.jobs_sweep(now=timezone.now() + timedelta(seconds=20)).sent == 0
+
+
+def test_sweep_resends_a_message_that_left_long_ago_but_was_never_taken(sent, settings):
+    settings.JOBS = {**settings.JOBS, "RESEND_AFTER": 60}
+    job = services.job_create(name="noop")
+    services.job_send(job_id=job.pk)
+    assert services.jobs_sweep(now=timezone.now() + timedelta(seconds=30)).sent == 0
+    assert services.jobs_sweep(now=timezone.now() + timedelta(seconds=61)).sent == 1
+    assert [m["args"] for m in sent] == [[job.pk], [job.pk]]
+
+
+def test_sweep_resends_every_waiting_job_when_the_broker_lost_its_data(sent):
+    waiting = [services.job_create(name="noop") for _ in range(3)]
+    for job in waiting:
+        services.job_send(job_id=job.pk)
+    delayed = services.job_create(name="noop", opts={"delay": 60_000})
+    report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=10), broker_lost_messages=True)
+    assert report.sent == 3
+    assert {m["args"][0] for m in sent[3:]} == {job.pk for job in waiting}
+    assert Job.objects.get(pk=delayed.pk).state == "delayed"
+
+
+def test_sweep_recovers_a_job_whose_lock_ran_out_then_fails_it_after_max_stalls(sent, settings):
+    settings.JOBS = {**settings.JOBS, "LOCK_DURATION": 10, "MAX_STALLED_COUNT": 1}
+    job = services.job_create(name="noop")
+    first = services.job_claim(job_id=job.pk, worker="w1")
+    assert services.jobs_sweep(now=timezone.now() + timedelta(seconds=5)).recovered == 0
+    report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=11))
+    assert (report.recovered, report.sent) == (1, 1)
+    job.refresh_from_db()
+    assert (job.state, job.stalled_count, job.attempts_made, job.lock_token) == ("waiting", 1, 0, "")
+    # the lost worker's late result is ignored
+    assert services.job_complete(job_id=job.pk, return_value="late", token=first) is False
+    services.job_claim(job_id=job.pk, worker="w2")
+    report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=11))
+    assert (report.recovered, report.stalled_out) == (0, 1)
+    job.refresh_from_db()
+    assert (job.state, job.stalled_count, job.failed_reason) == ("failed", 2, "job stalled more than allowable limit")
+    assert job.finished_on is not None
 
 
 def test_sweep_with_the_broker_down_promotes_and_leaves_messages_for_later(broker_down):
