@@ -81,3 +81,22 @@ def solo_gate(job):
 @jobs.job("solo_records", queue="solo")
 def solo_records(job):
     return records(job)
+
+
+@jobs.job("records_then_waits")
+def records_then_waits(job):
+    """Record the run, then hold the worker until the gate opens (for crashes mid-job)."""
+    records(job)
+    return waits_for_gate(job)
+
+
+@jobs.job("ignores_timeouts")
+def ignores_timeouts(job):
+    """Swallow the soft time limit and keep going, so only the hard limit can stop it."""
+    deadline = time.monotonic() + job.data.get("seconds", 30)
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.1)
+        except BaseException:  # noqa: BLE001 - the point is to ignore SoftTimeLimitExceeded
+            pass
+    return "never"

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import requests.adapters
 
 from devtools import redis as dev_redis
 
@@ -43,6 +44,10 @@ class Stack:
         }
         self.base_url = f"http://127.0.0.1:{self.web_port}"
         self.http = requests.Session()
+        # No keep-alive: gunicorn closes idle connections after 2 s, and a request sent on one
+        # just as it closes fails with RemoteDisconnected, which says nothing about the app.
+        self.http.headers["Connection"] = "close"
+        self.http.mount("http://", requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32))
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -73,7 +78,10 @@ class Stack:
 
     def spawn(self, name: str, command: list[str]) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "ab")
-        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        # A session of its own, so a test can kill a worker with all its pool processes at once.
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.processes[name] = process
         return process
 
@@ -106,6 +114,12 @@ class Stack:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process and everything it started, as the OOM killer or a lost machine would."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def close(self) -> None:
         for name in [n for n in self.processes if n != "redis"] + ["redis"]:
