@@ -11,6 +11,7 @@ class AccountsConfig(AppConfig):
         from django.conf import settings
         from django.db.models.signals import post_save
 
+        from . import schema  # noqa: F401  (registers the OpenAPI description of API keys)
         from .services import ensure_personal_account
 
         post_save.connect(ensure_personal_account, sender=settings.AUTH_USER_MODEL, dispatch_uid="accounts.personal")

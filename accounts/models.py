@@ -43,6 +43,9 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, help_text="The start of the key, to recognise it.")
     key_hash = models.CharField(max_length=64, unique=True)
     scopes = models.JSONField(default=list)
+    rate_limit = models.CharField(
+        max_length=32, blank=True, default="", help_text="Requests allowed, e.g. '600/minute'; blank for the default."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

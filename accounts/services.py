@@ -9,6 +9,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from jobs.throttling import parse_rate
+
 from .models import SCOPES, Account, ApiKey, Membership, hash_key
 
 KEY_PREFIX = "gj_"
@@ -42,7 +44,9 @@ def account_key_for_request(request) -> str:
     return f"account:{account_for_user(request.user).pk}"
 
 
-def api_key_create(*, user, scopes: Iterable[str], name: str = "", account: Account | None = None) -> tuple[ApiKey, str]:
+def api_key_create(
+    *, user, scopes: Iterable[str], name: str = "", account: Account | None = None, rate_limit: str = ""
+) -> tuple[ApiKey, str]:
     """Create an API key for `user`; return it with the clear key, which is never stored."""
     scopes = sorted(set(scopes))
     unknown = [scope for scope in scopes if scope not in SCOPES]
@@ -50,6 +54,8 @@ def api_key_create(*, user, scopes: Iterable[str], name: str = "", account: Acco
         raise ValueError(f"Unknown scope {', '.join(unknown)}; known scopes are {', '.join(SCOPES)}.")
     if not scopes:
         raise ValueError(f"An API key needs at least one scope of {', '.join(SCOPES)}.")
+    if rate_limit:
+        parse_rate(rate_limit)
     clear = KEY_PREFIX + secrets.token_urlsafe(32)
     api_key = ApiKey.objects.create(
         user=user,
@@ -58,6 +64,7 @@ def api_key_create(*, user, scopes: Iterable[str], name: str = "", account: Acco
         prefix=clear[:10],
         key_hash=hash_key(clear),
         scopes=scopes,
+        rate_limit=rate_limit,
     )
     return api_key, clear
 

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "django_celery_results",
     "accounts",
     "jobs",
@@ -61,6 +62,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "jobs.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "gravity.urls"
@@ -137,6 +139,16 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "jobs.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "gravity-jobs API",
+    "DESCRIPTION": "Background jobs: add, read, change and delete jobs. The job JSON is Bull's job.toJSON() plus state.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "jobs.schema.add_job_names"],
 }
 
 # The job system. Every key is documented in jobs/conf.py and the README.
@@ -147,6 +159,16 @@ JOBS = {
 
 # Celery: the broker is the job queue's Redis. JSON only, never pickle.
 REDIS_JOB_URL = os.environ.get("REDIS_JOB_URL", "redis://127.0.0.1:6379/0")
+
+# The API's rate-limit counters live in the same Redis, so every web process shares them.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_JOB_URL,
+        "KEY_PREFIX": "gravity-cache",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
 CELERY_BROKER_URL = REDIS_JOB_URL
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True

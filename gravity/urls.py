@@ -1,10 +1,12 @@
-"""URL configuration: the admin and the API."""
+"""URL configuration: the admin, the API and its OpenAPI schema."""
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include("jobs.urls")),
 ]
 

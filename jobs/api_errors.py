@@ -58,12 +58,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
-    code = next((code for kind, code in DRF_CODES.items() if isinstance(exc, kind)), "error")
+    code = next((code for kind, code in DRF_CODES.items() if isinstance(exc, kind)), exc.default_code)
     if isinstance(exc, exceptions.ValidationError):
         message = "The request body is not valid."
         details = {"fields": exc.detail} if isinstance(exc.detail, dict) else {"errors": exc.detail}
     else:
         message, details = str(exc.detail), {}
+    if isinstance(exc, exceptions.Throttled):
+        details = {"retryAfter": exc.wait}
     response.data = error_body(response.status_code, code, message, details)
     return response
 

@@ -23,12 +23,26 @@ def check_jobs_settings(app_configs=None, **kwargs):
             raise ImportError
     except ImportError:
         errors.append(Error(f"JOBS['OWNER_RESOLVER'] {values['OWNER_RESOLVER']!r} is not an importable callable.", id="jobs.E004"))
-    for key in ("SWEEP_INTERVAL", "SEND_GRACE"):
+    for key in ("SWEEP_INTERVAL", "SEND_GRACE", "RESEND_AFTER", "LOCK_DURATION", "TIMEOUT_GRACE", "SHUTDOWN_GRACE"):
         if isinstance(values[key], bool) or not isinstance(values[key], int | float) or values[key] < 0:
             errors.append(Error(f"JOBS[{key!r}] must be a number of seconds, 0 or more.", id="jobs.E005"))
-    for key in ("SWEEP_BATCH", "MAX_ATTEMPTS", "MAX_DELAY", "STACKTRACE_LIMIT"):
+    if isinstance(values["MAX_STALLED_COUNT"], bool) or not isinstance(values["MAX_STALLED_COUNT"], int) or values["MAX_STALLED_COUNT"] < 0:
+        errors.append(Error("JOBS['MAX_STALLED_COUNT'] must be a whole number, 0 or more.", id="jobs.E006"))
+    for key in ("SWEEP_BATCH", "MAX_ATTEMPTS", "MAX_DELAY", "STACKTRACE_LIMIT", "MAX_BODY_BYTES", "MAX_JSON_DEPTH"):
         if isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 1:
             errors.append(Error(f"JOBS[{key!r}] must be a whole number, 1 or more.", id="jobs.E006"))
+    if values["RATE_LIMIT"] is not None and not _valid_rate(values["RATE_LIMIT"]):
+        errors.append(Error("JOBS['RATE_LIMIT'] must be None or a rate such as '600/minute'.", id="jobs.E008"))
     if getattr(settings, "CELERY_TASK_SERIALIZER", "json") != "json":
         errors.append(Error("CELERY_TASK_SERIALIZER must be 'json': job messages carry ids, never pickles.", id="jobs.E007"))
     return errors
+
+
+def _valid_rate(rate) -> bool:
+    from .throttling import parse_rate
+
+    try:
+        parse_rate(rate)
+    except ValueError:
+        return False
+    return True

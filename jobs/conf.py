@@ -37,6 +37,12 @@ DEFAULTS: dict[str, Any] = {
     # Largest accepted values of the job options.
     "MAX_ATTEMPTS": 100,
     "MAX_DELAY": 365 * 24 * 3600 * 1000,
+    # Largest accepted request body (bytes) and deepest nesting of JSON in it.
+    "MAX_BODY_BYTES": 1024 * 1024,
+    "MAX_JSON_DEPTH": 32,
+    # Requests per API key (or per user, for sessions) as DRF rates: "600/minute"; None for no
+    # limit. A key's own rate_limit overrides it.
+    "RATE_LIMIT": "1200/minute",
     # Stack traces kept per job (Bull's stackTraceLimit): the newest ones.
     "STACKTRACE_LIMIT": 10,
 }

@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from .schema import DataField, OptionsField
 from .selectors import job_to_json
 
 
@@ -18,8 +19,8 @@ class JobCreateSerializer(serializers.Serializer):
     """POST /api/job: the job's name, data and Bull-style options; rules live in the service."""
 
     name = StrictCharField(required=False, max_length=200)
-    data = serializers.JSONField(required=False)
-    opts = serializers.JSONField(required=False)
+    data = DataField(required=False)
+    opts = OptionsField(required=False)
 
     def validate(self, attrs):
         unknown = sorted(set(self.initial_data) - set(self.fields))
@@ -50,3 +51,16 @@ class JobSerializer(serializers.Serializer):
 
     def to_representation(self, instance):
         return job_to_json(instance)
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    status = serializers.IntegerField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every API error: {"error": {"status", "code", "message", "details"}}."""
+
+    error = ErrorDetailSerializer()

@@ -1,14 +1,18 @@
 """The job API: /api/job and /api/job/<id>."""
 
 from django.utils.module_loading import import_string
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from . import conf, selectors, services
+from .parsers import BoundedJSONParser
 from .permissions import HasJobScope
-from .serializers import JobCreateSerializer, JobSerializer
+from .serializers import ErrorSerializer, JobCreateSerializer, JobSerializer
+from .throttling import ApiKeyRateThrottle
 
 
 def request_owner(request) -> str:
@@ -16,10 +20,27 @@ def request_owner(request) -> str:
     return import_string(conf.get("OWNER_RESOLVER"))(request)
 
 
+ERRORS = {status: ErrorSerializer for status in (400, 401, 403, 404, 409, 413, 415, 429, 503)}
+JOB_ID = OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The job's id.")
+
+
+@extend_schema_view(
+    create=extend_schema(summary="Add a job", request=JobCreateSerializer, responses={201: JobSerializer, **ERRORS}),
+    retrieve=extend_schema(summary="Read a job", parameters=[JOB_ID], responses={200: JobSerializer, **ERRORS}),
+    partial_update=extend_schema(
+        summary="Merge keys into a job's data",
+        parameters=[JOB_ID],
+        request=OpenApiTypes.OBJECT,
+        responses={200: JobSerializer, **ERRORS},
+    ),
+    destroy=extend_schema(summary="Delete a job that has not started", parameters=[JOB_ID], responses={204: None, **ERRORS}),
+)
 class JobViewSet(viewsets.ViewSet):
     """Add jobs, read them, merge into their data and delete them before they start."""
 
     permission_classes = [IsAuthenticated, HasJobScope]
+    parser_classes = [BoundedJSONParser]
+    throttle_classes = [ApiKeyRateThrottle]
     lookup_value_regex = "[^/]+"
 
     def create(self, request):

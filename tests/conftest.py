@@ -30,3 +30,12 @@ def api_key(make_user):
 def owner_of():
     """Return the owner key that jobs created over the API by `user` carry."""
     return lambda user: f"account:{account_for_user(user).pk}"
+
+
+@pytest.fixture(autouse=True)
+def local_cache(settings):
+    """Unit tests keep rate-limit counters in memory; the e2e stack uses Redis as in production."""
+    from django.core.cache import cache
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
