@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import dj_email_url
@@ -211,7 +212,11 @@ CELERY_TIMEZONE = TIME_ZONE
 # Email: EMAIL_URL picks the backend. console: (default, development), file:///path (one file per
 # message), smtp://user:password@host:587/?tls=True, or smtps:// for SSL.
 # dj-email-url returns EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, … as Django names them.
-globals().update(dj_email_url.parse(os.environ.get("EMAIL_URL", "console:")))
+EMAIL_URL = os.environ.get("EMAIL_URL", "console:")
+globals().update(dj_email_url.parse(EMAIL_URL))
+if EMAIL_URL.startswith("file:"):
+    # dj-email-url drops the leading slash of file:///abs/path; keep the path as written.
+    EMAIL_FILE_PATH = urlsplit(EMAIL_URL).path
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Gravity <hello@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Where links in emails point (the verification link).
