@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from .models import Account, ApiKey, Membership
+from .models import Account, ApiKey, EmailVerification, Membership
 
 
 class MembershipInline(admin.TabularInline):
@@ -13,9 +13,17 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "created_at"]
+    list_display = ["id", "name", "plan", "trial_ends_on", "trial_ended_at", "upgraded_to", "created_at"]
+    list_filter = ["plan", "upgraded_to"]
     search_fields = ["name"]
     inlines = [MembershipInline]
+
+
+@admin.register(EmailVerification)
+class EmailVerificationAdmin(admin.ModelAdmin):
+    list_display = ["email", "user", "verified_at"]
+    search_fields = ["email"]
+    readonly_fields = ["user", "email"]
 
 
 @admin.register(ApiKey)

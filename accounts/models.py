@@ -14,6 +14,19 @@ SCOPES = ("job.create", "job.read", "job.update", "job.delete")
 class Account(models.Model):
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now)
+    # The plan chosen (settings.ACCOUNT_PLANS), the last day of the trial, and when the trial
+    # ended: with an upgrade to the chosen plan, or with no plan chosen.
+    plan = models.CharField(max_length=50, blank=True, default="")
+    plan_selected_at = models.DateTimeField(null=True, blank=True)
+    trial_ends_on = models.DateField(null=True, blank=True)
+    trial_ended_at = models.DateTimeField(null=True, blank=True)
+    upgraded_to = models.CharField(max_length=50, blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["trial_ends_on"], name="accounts_trial_ends_idx"),
+            models.Index(fields=["created_at"], name="accounts_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -29,6 +42,17 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.account}"
+
+
+class EmailVerification(models.Model):
+    """Whether a user's email address is verified (a user without a row has never verified)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="email_verification")
+    email = models.EmailField()
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.email} ({'verified' if self.verified_at else 'unverified'})"
 
 
 def hash_key(key: str) -> str:

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.contrib.auth.password_validation import validate_password
+from django.core import signing
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobs.throttling import parse_rate
 
-from .models import SCOPES, Account, ApiKey, Membership, hash_key
+from .models import SCOPES, Account, ApiKey, EmailVerification, Membership, hash_key
 
 KEY_PREFIX = "gj_"
 
 
 def ensure_personal_account(sender=None, instance=None, created: bool = False, **kwargs) -> None:
     """Give a newly created user with no account a personal one (post_save on the user model)."""
+    if getattr(instance, "_skip_personal_account", False):
+        return
     if created and not kwargs.get("raw") and not Membership.objects.filter(user=instance).exists():
         account_create(name=instance.get_username(), owner=instance)
 
@@ -84,3 +92,101 @@ def api_key_authenticate(clear: str) -> ApiKey | None:
 def user_get(username: str):
     User = get_user_model()
     return User.objects.get(**{User.USERNAME_FIELD: username})
+
+
+class SignupError(Exception):
+    """Base class of the errors of signing up, verifying and choosing a plan; never raised itself."""
+
+
+class InvalidSignup(SignupError):
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
+        self.errors = errors
+
+
+class EmailTaken(SignupError):
+    def __init__(self, email: str):
+        super().__init__(f"An account with the email {email!r} already exists.")
+
+
+class BadToken(SignupError):
+    def __init__(self):
+        super().__init__("The verification link is invalid or has expired.")
+
+
+class UnknownPlan(SignupError):
+    def __init__(self, plan: str):
+        super().__init__(f"Unknown plan {plan!r}; plans are {', '.join(settings.ACCOUNT_PLANS)}.")
+
+
+VERIFY_SALT = "accounts.verify-email"
+VERIFY_MAX_AGE = 7 * 24 * 3600
+
+
+def account_signup(*, email: str, password: str, name: str = "") -> tuple[object, Account]:
+    """Create a user (username = email) with an account on trial; the caller sends the verification email."""
+    User = get_user_model()
+    email = (email or "").strip().lower()
+    errors: dict[str, list[str]] = {}
+    try:
+        validate_email(email)
+    except DjangoValidationError:
+        errors["email"] = ["Enter a valid email address."]
+    if not errors:
+        try:
+            validate_password(password or "", user=User(username=email, email=email, first_name=name))
+        except DjangoValidationError as exc:
+            errors["password"] = list(exc.messages)
+    if errors:
+        raise InvalidSignup(errors)
+    if User.objects.filter(username__iexact=email).exists():
+        raise EmailTaken(email)
+    try:
+        with transaction.atomic():
+            user = User(username=email, email=email, first_name=name[:150])
+            user.set_password(password)
+            # The personal-account signal must not run first: this account is the trial one.
+            user._skip_personal_account = True
+            user.save()
+            account = Account.objects.create(
+                name=name or email,
+                trial_ends_on=timezone.localdate() + timedelta(days=settings.ACCOUNT_TRIAL_DAYS),
+            )
+            Membership.objects.create(user=user, account=account)
+            EmailVerification.objects.create(user=user, email=email)
+    except IntegrityError:
+        raise EmailTaken(email) from None
+    return user, account
+
+
+def verification_token(user) -> str:
+    return signing.dumps({"user": user.pk, "email": user.email}, salt=VERIFY_SALT)
+
+
+def verification_url(user) -> str:
+    return f"{settings.SITE_URL}/api/user/verify?token={verification_token(user)}"
+
+
+def user_verify(*, token: str) -> tuple[object, bool]:
+    """Mark the address in the token verified; return the user and whether it was verified just now."""
+    try:
+        payload = signing.loads(token or "", salt=VERIFY_SALT, max_age=VERIFY_MAX_AGE)
+        user_id, email = payload["user"], payload["email"]
+    except (signing.BadSignature, KeyError, TypeError):
+        raise BadToken() from None
+    verification = EmailVerification.objects.filter(user_id=user_id, email=email).select_related("user").first()
+    if verification is None:
+        raise BadToken()
+    # One guarded write: of two clicks on the link, exactly one verifies (and sends the welcome).
+    verified_now = EmailVerification.objects.filter(pk=verification.pk, verified_at__isnull=True).update(
+        verified_at=timezone.now()
+    )
+    return verification.user, bool(verified_now)
+
+
+def account_select_plan(*, account: Account, plan: str) -> Account:
+    if plan not in settings.ACCOUNT_PLANS:
+        raise UnknownPlan(plan)
+    Account.objects.filter(pk=account.pk).update(plan=plan, plan_selected_at=timezone.now())
+    account.refresh_from_db()
+    return account

@@ -2,8 +2,10 @@
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
+import dj_email_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -48,8 +50,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_celery_results",
+    "django_celery_beat",
     "accounts",
     "jobs",
+    "onboarding",
     "worker",
 ]
 
@@ -201,7 +205,35 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "priority_steps": list(range(10)),
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The schedule lives in the database, so it can be seen and changed in the admin.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+
+# Email: EMAIL_URL picks the backend. console: (default, development), file:///path (one file per
+# message), smtp://user:password@host:587/?tls=True, or smtps:// for SSL.
+# dj-email-url returns EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, … as Django names them.
+EMAIL_URL = os.environ.get("EMAIL_URL", "console:")
+globals().update(dj_email_url.parse(EMAIL_URL))
+if EMAIL_URL.startswith("file:"):
+    # dj-email-url drops the leading slash of file:///abs/path; keep the path as written.
+    EMAIL_FILE_PATH = urlsplit(EMAIL_URL).path
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Gravity <hello@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where links in emails point (the verification link).
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# Accounts: the plans an account can choose and the length of its trial.
+ACCOUNT_PLANS = [plan.strip() for plan in os.environ.get("ACCOUNT_PLANS", "starter,pro,business").split(",") if plan.strip()]
+ACCOUNT_TRIAL_DAYS = int(os.environ.get("ACCOUNT_TRIAL_DAYS", "14"))
+
+# Scheduled jobs: cron lines, read when migrations run to create the entries that beat fires
+# (after that, change them in the admin under Periodic tasks).
+WORKER_SCHEDULE = {"onboarding": os.environ.get("ONBOARDING_SCHEDULE", "5 12 * * *")}
+WORKER_SCHEDULE_TIMEZONE = os.environ.get("WORKER_SCHEDULE_TIMEZONE", "Europe/London")
+ONBOARDING = {
+    # Where trial data comes from: a class with the interface of onboarding.trials.DatabaseTrials.
+    "TRIALS": "onboarding.trials.DatabaseTrials",
+}
 
 LOGGING = {
     "version": 1,

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/", include("accounts.urls")),
     path("api/", include("jobs.urls")),
 ]
 

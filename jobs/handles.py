@@ -126,11 +126,22 @@ def job(name: str = registry.DEFAULT_JOB_NAME, *, queue: str | None = None) -> C
 class TrackedTask:
     """A task function whose `.delay()` creates a Job (shown by the API and admin) after commit."""
 
-    def __init__(self, func: Callable[..., Any], *, name: str, queue: str | None, bind: bool):
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str,
+        queue: str | None,
+        bind: bool,
+        attempts: int | None = None,
+        backoff: int | dict[str, Any] | None = None,
+    ):
         self.func = func
         self.name = name
         self.queue = queue
         self.bind = bind
+        self.attempts = attempts
+        self.backoff = backoff
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
         registry.register(name, self._run, queue=queue)
@@ -169,8 +180,8 @@ class TrackedTask:
             {"args": list(args), "kwargs": dict(kwargs or {})},
             name=self.name,
             delay=delay,
-            attempts=attempts,
-            backoff=backoff,
+            attempts=self.attempts if attempts is None else attempts,
+            backoff=self.backoff if backoff is None else backoff,
             priority=priority,
             job_id=job_id,
             owner=owner,
@@ -183,14 +194,24 @@ def task(
     name: str | None = None,
     queue: str | None = None,
     bind: bool = False,
+    attempts: int | None = None,
+    backoff: int | dict[str, Any] | None = None,
 ) -> Any:
-    """Declare a tracked task: `@jobs.task` or `@jobs.task(name=..., bind=True)`.
+    """Declare a tracked task: `@jobs.task` or `@jobs.task(name=..., bind=True, attempts=5, backoff=...)`.
 
-    With bind=True the function receives the JobHandle first, for progress reports.
+    With bind=True the function receives the JobHandle first, for progress reports; `attempts`
+    and `backoff` are the defaults of every job the task makes.
     """
 
     def decorator(inner: Callable[..., Any]) -> TrackedTask:
-        return TrackedTask(inner, name=name or f"{inner.__module__}.{inner.__name__}", queue=queue, bind=bind)
+        return TrackedTask(
+            inner,
+            name=name or f"{inner.__module__}.{inner.__name__}",
+            queue=queue,
+            bind=bind,
+            attempts=attempts,
+            backoff=backoff,
+        )
 
     return decorator(func) if func is not None else decorator
 

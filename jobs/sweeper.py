@@ -57,7 +57,10 @@ class Sweeper:
         try:
             lost = _broker_lost_messages_or_false()
             if lost:
-                logger.warning("The broker lost its data: sending the messages of all waiting jobs again")
+                logger.warning(
+                    "The broker's mark is missing (its first start, or it lost its data): "
+                    "sending the messages of all waiting jobs again"
+                )
             report = jobs_sweep(broker_lost_messages=lost)
         except Exception:
             logger.exception("Job sweep failed; trying again in %ss", self.interval)

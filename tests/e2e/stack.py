@@ -41,6 +41,8 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "INFO",
             "REDIS_VISIBILITY_TIMEOUT": "10",
+            # The worker is another process: emails go to files the tests read.
+            "EMAIL_URL": f"file://{workdir / 'mail'}",
         }
         self.base_url = f"http://127.0.0.1:{self.web_port}"
         self.http = requests.Session()

@@ -149,25 +149,31 @@ def test_three_workers_run_each_of_a_thousand_jobs_exactly_once(stack, workers, 
 
 
 def test_delete_racing_the_start_is_one_or_the_other(stack, tmp_path):
+    """Each job becomes due after 1 s (the sweep promotes it, a worker claims it); the DELETE lands
+    anywhere from just before to just after that, so both outcomes happen, and only ever one."""
     marker = tmp_path / "runs.txt"
-    outcomes = {}
     jitter = random.Random(7)
-    for _ in range(60):
-        job_id = stack.add("records", {"path": str(marker)})["id"]
-        # spread the DELETEs around the moment a worker picks the job up
-        time.sleep(jitter.uniform(0, 0.03))
-        outcomes[job_id] = stack.request("DELETE", f"/api/job/{job_id}").status_code
+    pauses = [jitter.uniform(0.6, 2.4) for _ in range(60)]
+
+    def trial(pause):
+        job_id = stack.add("records", {"path": str(marker)}, {"delay": 1000})["id"]
+        time.sleep(pause)
+        return job_id, stack.request("DELETE", f"/api/job/{job_id}").status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        outcomes = dict(pool.map(trial, pauses))
     assert set(outcomes.values()) <= {204, 409}
     for job_id, status in outcomes.items():
         if status == 409:
             stack.wait_for(job_id)
-    time.sleep(2)
+    time.sleep(3)  # a deleted job that were to run anyway would have run by now
     runs = runs_of(marker)
     for job_id, status in outcomes.items():
         assert runs[job_id] == (1 if status == 409 else 0), (job_id, status)
         assert stack.request("GET", f"/api/job/{job_id}").status_code == (200 if status == 409 else 404)
-    report(f"DELETE racing the start ({Counter(outcomes.values())[204]} deleted, {Counter(outcomes.values())[409]} started)",
-           60, Counter(outcomes.values())[409], 0, sum(n > 1 for n in runs.values()),
+    counts = Counter(outcomes.values())
+    report(f"DELETE racing the start ({counts[204]} deleted, {counts[409]} started)",
+           60, counts[409], 0, sum(n > 1 for n in runs.values()),
            "./dev test tests/e2e/test_faults.py -k racing")
 
 

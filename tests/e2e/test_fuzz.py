@@ -26,7 +26,7 @@ def test_the_served_schema_is_the_one_fuzzed(stack):
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_input_produces_a_server_error(case, stack):
-    if case.method == "POST" and isinstance(case.body, dict) and isinstance(case.body.get("opts", {}), dict):
+    if case.method == "POST" and case.path == "/api/job/" and isinstance(case.body, dict) and isinstance(case.body.get("opts", {}), dict):
         # Fuzz the API, not the job functions: whatever is accepted waits a day and never runs here.
         case.body = {**case.body, "opts": {**case.body.get("opts", {}), "delay": 86_400_000}}
     response = case.call(base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.keys['alice']}"}, timeout=30)

@@ -172,7 +172,7 @@ def test_patch_with_a_bad_body_is_400_and_the_data_is_kept(stack):
 
 def test_job_functions_use_the_django_database(stack):
     done = stack.wait_for(stack.add("counts_users")["id"])
-    assert done["returnvalue"] == ["alice", "bob"]
+    assert {"alice", "bob"} <= set(done["returnvalue"])
 
 
 def test_higher_priority_jobs_run_first(stack, tmp_path):

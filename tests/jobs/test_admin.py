@@ -43,3 +43,10 @@ def test_jobs_cannot_be_added_or_deleted_in_the_admin(staff):
 def test_a_non_staff_user_is_sent_to_the_login(client, make_user):
     client.force_login(make_user())
     assert client.get("/admin/jobs/job/").status_code == 302
+
+
+def test_the_onboarding_schedule_and_accounts_are_in_the_admin(staff):
+    page = staff.get("/admin/django_celery_beat/periodictask/").content.decode()
+    assert "onboarding: daily flow" in page
+    assert staff.get("/admin/accounts/account/").status_code == 200
+    assert staff.get("/admin/onboarding/sentemail/").status_code == 200

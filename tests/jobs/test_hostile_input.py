@@ -141,7 +141,7 @@ def test_the_schema_describes_the_api(client):
     assert response.status_code == 200
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
-    assert set(schema["paths"]) == {"/api/job/", "/api/job/{id}/"}
+    assert set(schema["paths"]) == {"/api/job/", "/api/job/{id}/", "/api/account/", "/api/account/plan/", "/api/user/verify/"}
     assert schema["components"]["securitySchemes"]["apiKey"] == {
         "type": "http", "scheme": "bearer", "description": "An API key from `manage.py create_api_key`."
     }

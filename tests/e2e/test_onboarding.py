@@ -1,0 +1,83 @@
+"""Onboarding end to end: the API starts email jobs, a real worker sends them, the test reads the files."""
+
+import time
+from datetime import date, datetime, timedelta
+from email import message_from_string
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from .stack import wait_until
+
+
+def mailbox(stack):
+    """Every message the worker has sent, as (to, subject, body) from the file backend's files."""
+    messages = []
+    for path in sorted((stack.workdir / "mail").glob("*.log")):
+        for raw in path.read_text().split("-" * 79):
+            if raw.strip():
+                parsed = message_from_string(raw.strip())
+                text = next(part for part in parsed.walk() if part.get_content_type() == "text/plain")
+                messages.append((parsed["To"], parsed["Subject"], text.get_payload(decode=True).decode()))
+    return messages
+
+
+def wait_for_mail(stack, count):
+    wait_until(lambda: len(mailbox(stack)) >= count, 60, f"{count} emails", stack)
+    return mailbox(stack)
+
+
+def run_flow(stack, day):
+    job = stack.add("onboarding.daily_flow", {"date": day.isoformat()})
+    return stack.wait_for(job["id"], timeout=60)
+
+
+@pytest.mark.slow
+def test_signup_verify_plan_and_the_daily_flow_send_each_email_once(stack):
+    london_today = datetime.now(ZoneInfo("Europe/London")).date()
+    anon = {"key": None}
+    bad = stack.request("POST", "/api/account", json={"email": "nope", "password": "x"}, **anon)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid"
+    for email in ("kim@example.com", "lee@example.com"):
+        response = stack.request("POST", "/api/account", json={"email": email, "password": "a-long-pass-phrase-42", "name": email[:3]}, **anon)
+        assert response.status_code == 201, response.text
+        trial_ends = date.fromisoformat(response.json()["account"]["trialEndsOn"])
+    assert stack.request("POST", "/api/account", json={"email": "KIM@example.com", "password": "a-long-pass-phrase-42"}, **anon).status_code == 409
+
+    sent = wait_for_mail(stack, 2)
+    assert sorted((to, subject) for to, subject, _ in sent) == [
+        ("kim@example.com", "Verify your email address"), ("lee@example.com", "Verify your email address")]
+    link = next(body for to, _, body in sent if to == "lee@example.com").split("http", 1)[1].split()[0]
+    path = urlsplit("http" + link)
+    verified = stack.request("GET", f"{path.path}?{path.query}", **anon)
+    assert verified.json() == {"verified": True, "email": "lee@example.com", "alreadyVerified": False}
+    again = stack.request("POST", "/api/user/verify", json={"token": path.query.split("=", 1)[1]}, **anon)
+    assert again.json()["alreadyVerified"] is True
+    assert stack.request("POST", "/api/user/verify", json={"token": "forged"}, **anon).status_code == 400
+    wait_for_mail(stack, 3)
+
+    stack.keys["lee"] = stack.manage("create_api_key", "lee@example.com", "--scopes", "job.read").strip()
+    assert stack.request("POST", "/api/account/plan", key="lee", json={"plan": "gold"}).status_code == 400
+    chosen = stack.request("POST", "/api/account/plan", key="lee", json={"plan": "pro"})
+    assert chosen.status_code == 200 and chosen.json()["plan"] == "pro"
+    wait_for_mail(stack, 4)
+
+    # The daily flow for tomorrow (kim is still unverified), in 11 days (trials end in 3) and in
+    # 14 days (trials end today), each run twice as if beat fired twice or the job was retried.
+    for day in (london_today + timedelta(days=1), trial_ends - timedelta(days=3), trial_ends):
+        for _ in range(2):
+            assert run_flow(stack, day)["state"] == "completed"
+    wait_for_mail(stack, 8)
+    time.sleep(3)  # nothing more may arrive
+    subjects = sorted((to, subject) for to, subject, _ in mailbox(stack))
+    assert subjects == sorted([
+        ("kim@example.com", "Verify your email address"),
+        ("kim@example.com", "Reminder: please verify your email address"),
+        ("kim@example.com", "Your trial ends in 3 days"),
+        ("lee@example.com", "Verify your email address"),
+        ("lee@example.com", "Welcome aboard"),
+        ("lee@example.com", "You chose the pro plan"),
+        ("lee@example.com", "Your trial ends in 3 days"),
+        ("lee@example.com", "Your trial has ended: welcome to pro"),
+    ])
