@@ -111,6 +111,8 @@ def test_a_job_whose_worker_keeps_dying_fails_after_the_stall_limit(stack, worke
     workers("sweeper", 1)
     done = stack.wait_for(job["id"], timeout=30)
     assert (done["state"], done["failedReason"], done["stalledCounter"]) == ("failed", "job stalled more than allowable limit", 2)
+    report("Worker SIGKILLed twice under one job (MAX_STALLED_COUNT 1): the job fails, clearly", 1, 1, 0, 0,
+           "./dev test tests/e2e/test_faults.py -k stall_limit")
 
 
 def test_redis_restarted_and_emptied_under_load(stack, workers, tmp_path):
@@ -188,6 +190,8 @@ def test_concurrent_patches_lose_no_key(stack):
     assert statuses == [200] * 48
     data = stack.get(job["id"])["data"]
     assert data == {"start": 0, **{f"k{n}": n for n in range(48)}}
+    report("48 concurrent PATCHes with distinct keys (counts are keys)", 48, len(data) - 1, 48 - (len(data) - 1), 0,
+           "./dev test tests/e2e/test_faults.py -k patches")
     assert stack.request("DELETE", f"/api/job/{job['id']}").status_code == 204
 
 
@@ -220,6 +224,8 @@ def test_a_job_over_its_timeout_is_stopped_and_failed(stack):
     assert stubborn_done["failedReason"].startswith("Job timed out and was killed after 3.0 s")
     # the worker replaced the killed pool process and still runs jobs
     assert stack.wait_for(stack.add("noop")["id"])["state"] == "completed"
+    report("opts.timeout 1 s on 30 s jobs, one ignoring the soft limit (completed = failed by the timeout)", 2, 2, 0, 0,
+           "./dev test tests/e2e/test_faults.py -k timeout")
 
 
 def test_sigterm_lets_short_jobs_finish_and_puts_long_ones_back(stack, workers, tmp_path):
@@ -238,3 +244,5 @@ def test_sigterm_lets_short_jobs_finish_and_puts_long_ones_back(stack, workers, 
     workers("after", 1)
     gate.touch()
     assert stack.wait_for(long["id"], timeout=30)["state"] == "completed"
+    report("SIGTERM with a 1 s job and a job past SHUTDOWN_GRACE (the second is put back, then re-run)", 2, 2, 0, 1,
+           "./dev test tests/e2e/test_faults.py -k sigterm")
