@@ -1,6 +1,7 @@
 """Running one job, as the worker does, without a broker."""
 
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -9,6 +10,16 @@ from jobs.models import Job
 from jobs.runner import job_execute
 
 pytestmark = pytest.mark.django_db
+
+
+@contextmanager
+def registered(name, func):
+    """Register a job function for one test."""
+    registry.register(name, func)
+    try:
+        yield
+    finally:
+        registry.unregister(name)
 
 
 def run(job):
@@ -52,12 +63,9 @@ def test_a_job_with_attempts_left_is_retried_until_it_succeeds(django_capture_on
 
 
 def test_a_result_that_is_not_json_fails_the_job_clearly():
-    registry.register("returns_object", lambda job: object())
-    try:
+    with registered("returns_object", lambda job: object()):
         job = services.job_create(name="returns_object")
         assert run(job) == "failed"
-    finally:
-        registry.unregister("returns_object")
     job.refresh_from_db()
     assert job.failed_reason.startswith("the return value must be JSON: Object of type object is not JSON serializable")
 
@@ -78,12 +86,9 @@ def test_a_job_that_exceeds_its_timeout_fails_with_a_clear_reason():
     def too_slow(job):
         raise SoftTimeLimitExceeded()
 
-    registry.register("too_slow", too_slow)
-    try:
+    with registered("too_slow", too_slow):
         job = services.job_create(name="too_slow", opts={"timeout": 250})
         assert run(job) == "failed"
-    finally:
-        registry.unregister("too_slow")
     job.refresh_from_db()
     assert job.failed_reason == "Job timed out after 250 ms (opts.timeout)."
 
@@ -99,12 +104,9 @@ def test_a_running_job_keeps_renewing_its_lock(settings):
             seen.append(Job.objects.get(pk=job.id).lock_until)
         return "done"
 
-    registry.register("slow_locked", slow)
-    try:
+    with registered("slow_locked", slow):
         job = services.job_create(name="slow_locked")
         assert run(job) == "completed"
-    finally:
-        registry.unregister("slow_locked")
     # the lock moved forward while the job ran, so it never ran out
     assert seen[-1] > seen[0]
     assert all(later >= earlier for earlier, later in zip(seen, seen[1:]))
@@ -116,11 +118,8 @@ def test_a_job_taken_back_while_running_does_not_overwrite_the_new_run(monkeypat
         Job.objects.filter(pk=job.id).update(state="waiting", lock_token="", lock_until=None)
         return "late"
 
-    registry.register("taken_back", taken_back)
-    try:
+    with registered("taken_back", taken_back):
         job = services.job_create(name="taken_back")
         assert run(job) == "lost"
-    finally:
-        registry.unregister("taken_back")
     job.refresh_from_db()
     assert (job.state, job.return_value) == ("waiting", None)
