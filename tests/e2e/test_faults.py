@@ -97,7 +97,8 @@ def test_a_worker_killed_mid_job_loses_nothing(stack, workers, tmp_path):
     assert runs[crashing["id"]] == 2, "one run killed, one run to completion"
     assert all(runs[job_id] == 1 for job_id in prefetched)
     assert again["attemptsMade"] == 0
-    report("Worker SIGKILLed mid-job (with 3 prefetched jobs)", 4, 4, 0, 0,
+    report("Worker SIGKILLed mid-job (with 3 prefetched jobs; the killed job's re-run is forced)", 4,
+           sum(job["state"] == "completed" for job in done), 4 - len(runs), sum(n > 1 for n in runs.values()),
            "./dev test tests/e2e/test_faults.py -k killed_mid_job")
 
 
@@ -111,7 +112,8 @@ def test_a_job_whose_worker_keeps_dying_fails_after_the_stall_limit(stack, worke
     workers("sweeper", 1)
     done = stack.wait_for(job["id"], timeout=30)
     assert (done["state"], done["failedReason"], done["stalledCounter"]) == ("failed", "job stalled more than allowable limit", 2)
-    report("Worker SIGKILLed twice under one job (MAX_STALLED_COUNT 1): the job fails, clearly", 1, 1, 0, 0,
+    report("Worker SIGKILLed twice under one job (MAX_STALLED_COUNT 1): the job fails, clearly", 1,
+           int(done["state"] == "failed"), int(done["finishedOn"] is None), 0,
            "./dev test tests/e2e/test_faults.py -k stall_limit")
 
 
@@ -207,8 +209,10 @@ def test_a_delayed_job_survives_a_worker_restart_and_runs_once(stack, workers, t
     done = stack.wait_for(job["id"], timeout=40)
     assert done["processedOn"] - done["timestamp"] >= 12_000
     time.sleep(3)
-    assert runs_of(marker)[job["id"]] == 1
-    report("Delayed job (12 s, over the visibility timeout) across a worker restart", 1, 1, 0, 0,
+    runs = runs_of(marker)
+    assert runs[job["id"]] == 1
+    report("Delayed job (12 s, over the visibility timeout) across a worker restart", 1,
+           int(done["state"] == "completed"), 1 - len(runs), sum(n > 1 for n in runs.values()),
            "./dev test tests/e2e/test_faults.py -k survives")
 
 
@@ -224,7 +228,10 @@ def test_a_job_over_its_timeout_is_stopped_and_failed(stack):
     assert stubborn_done["failedReason"].startswith("Job timed out and was killed after 3.0 s")
     # the worker replaced the killed pool process and still runs jobs
     assert stack.wait_for(stack.add("noop")["id"])["state"] == "completed"
-    report("opts.timeout 1 s on 30 s jobs, one ignoring the soft limit (completed = failed by the timeout)", 2, 2, 0, 0,
+    finished = [polite_done, stubborn_done]
+    report("opts.timeout 1 s on 30 s jobs, one ignoring the soft limit (completed = failed by the timeout)", 2,
+           sum(job["state"] == "failed" and "timed out" in job["failedReason"] for job in finished),
+           sum(job["finishedOn"] is None for job in finished), 0,
            "./dev test tests/e2e/test_faults.py -k timeout")
 
 
@@ -232,7 +239,8 @@ def test_sigterm_lets_short_jobs_finish_and_puts_long_ones_back(stack, workers, 
     gate = stack.gate()
     workers("stopping", 2)
     short = stack.add("sleeps", {"seconds": 1})
-    long = stack.add("waits_for_gate", {"gate": str(gate)})
+    marker = tmp_path / "runs.txt"
+    long = stack.add("records_then_waits", {"gate": str(gate), "path": str(marker)})
     stack.wait_for(short["id"], "active")
     stack.wait_for(long["id"], "active")
     started = time.monotonic()
@@ -243,6 +251,10 @@ def test_sigterm_lets_short_jobs_finish_and_puts_long_ones_back(stack, workers, 
     assert (back["state"], back["attemptsMade"], back["stalledCounter"]) == ("waiting", 0, 0)
     workers("after", 1)
     gate.touch()
-    assert stack.wait_for(long["id"], timeout=30)["state"] == "completed"
-    report("SIGTERM with a 1 s job and a job past SHUTDOWN_GRACE (the second is put back, then re-run)", 2, 2, 0, 1,
+    finished = [stack.get(short["id"]), stack.wait_for(long["id"], timeout=30)]
+    assert finished[1]["state"] == "completed"
+    runs = runs_of(marker)
+    assert runs[long["id"]] == 2, "once interrupted by the shutdown, once to the end"
+    report("SIGTERM with a 1 s job and a job past SHUTDOWN_GRACE (put back, then re-run: forced)", 2,
+           sum(job["state"] == "completed" for job in finished), 0, sum(n > 1 for n in runs.values()),
            "./dev test tests/e2e/test_faults.py -k sigterm")
