@@ -20,12 +20,11 @@ from jobs.throttling import parse_rate
 from .models import SCOPES, Account, ApiKey, EmailVerification, Membership, hash_key
 
 KEY_PREFIX = "gj_"
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def ensure_personal_account(sender=None, instance=None, created: bool = False, **kwargs) -> None:
     """Give a newly created user with no account a personal one (post_save on the user model)."""
-    if getattr(instance, "_skip_personal_account", False):
-        return
     if created and not kwargs.get("raw") and not Membership.objects.filter(user=instance).exists():
         account_create(name=instance.get_username(), owner=instance)
 
@@ -84,8 +83,10 @@ def api_key_authenticate(clear: str) -> ApiKey | None:
         .filter(key_hash=hash_key(clear), revoked_at__isnull=True, user__is_active=True)
         .first()
     )
-    if api_key is not None:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    # Recorded at most once a minute: a write per request would put every GET on the write lock.
+    if api_key is not None and (api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION):
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
     return api_key
 
 
@@ -145,14 +146,11 @@ def account_signup(*, email: str, password: str, name: str = "") -> tuple[object
         with transaction.atomic():
             user = User(username=email, email=email, first_name=name[:150])
             user.set_password(password)
-            # The personal-account signal must not run first: this account is the trial one.
-            user._skip_personal_account = True
-            user.save()
-            account = Account.objects.create(
-                name=name or email,
-                trial_ends_on=timezone.localdate() + timedelta(days=settings.ACCOUNT_TRIAL_DAYS),
-            )
-            Membership.objects.create(user=user, account=account)
+            user.save()  # the post_save signal gives the user its personal account: the trial one
+            account = account_for_user(user)
+            account.name = name or email
+            account.trial_ends_on = timezone.localdate() + timedelta(days=settings.ACCOUNT_TRIAL_DAYS)
+            account.save(update_fields=["name", "trial_ends_on"])
             EmailVerification.objects.create(user=user, email=email)
     except IntegrityError:
         raise EmailTaken(email) from None

@@ -84,3 +84,20 @@ def test_bootstrap_demo_refuses_to_run_without_debug(settings):
     with pytest.raises(CommandError, match="runs only with DEBUG on"):
         call_command("bootstrap_demo")
     assert not User.objects.filter(username="demo").exists()
+
+
+def test_last_used_is_written_at_most_once_a_minute(make_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    _, clear = api_key_create(user=make_user(), scopes=["job.read"])
+    api_key_authenticate(clear)
+    first = ApiKey.objects.get().last_used_at
+    assert first is not None
+    api_key_authenticate(clear)
+    assert ApiKey.objects.get().last_used_at == first
+    ApiKey.objects.update(last_used_at=first - timedelta(minutes=2))
+    api_key_authenticate(clear)
+    assert ApiKey.objects.get().last_used_at > first - timedelta(minutes=1)
+    assert ApiKey.objects.get().last_used_at <= timezone.now()

@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 from accounts.models import Account, EmailVerification
 from accounts.services import verification_token
 from jobs.models import Job
+from tests.clients import bearer_client
 
 pytestmark = pytest.mark.django_db
 GOOD = {"email": "Kim@Example.com", "password": "a-long-pass-phrase-42", "name": "Kim"}
@@ -107,8 +108,7 @@ def test_an_expired_token_is_400(anon, django_capture_on_commit_callbacks, monke
 
 def test_choosing_a_plan_records_it_and_starts_the_plan_job(api_key):
     user, key = api_key("alice")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client = bearer_client(key)
     response = client.post("/api/account/plan", {"plan": "pro"}, format="json")
     assert (response.status_code, response.json()["plan"]) == (200, "pro")
     assert email_jobs() == ["onboarding.send_plan_selected_email"]
@@ -118,8 +118,7 @@ def test_choosing_a_plan_records_it_and_starts_the_plan_job(api_key):
 @pytest.mark.parametrize("body", [{"plan": "gold"}, {"plan": ""}, {}, {"plan": 3}])
 def test_an_unknown_plan_is_400_and_changes_nothing(api_key, body):
     user, key = api_key("alice")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client = bearer_client(key)
     response = client.post("/api/account/plan", body, format="json")
     assert response.status_code == 400
     assert (Account.objects.get(memberships__user=user).plan, email_jobs()) == ("", [])

@@ -4,11 +4,11 @@ import json
 
 import pytest
 from django.db import OperationalError
-from rest_framework.test import APIClient
 
 from jobs import selectors
 from jobs.models import Job
 from jobs.parsers import json_depth
+from tests.clients import bearer_client
 
 pytestmark = pytest.mark.django_db
 
@@ -16,9 +16,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def alice(api_key):
     _, key = api_key("alice")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
+    return bearer_client(key)
 
 
 def error_of(response, status):
@@ -83,8 +81,7 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(api_key):
 
     _, key = api_key("alice")
     ApiKey.objects.update(rate_limit="3/minute")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client = bearer_client(key)
     statuses = [client.get("/api/job/missing").status_code for _ in range(4)]
     assert statuses == [404, 404, 404, 429]
     response = client.get("/api/job/missing")
@@ -97,9 +94,7 @@ def test_rate_limits_are_per_key(api_key, settings):
     clients = []
     for name in ("alice", "bob"):
         _, key = api_key(name)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-        clients.append(client)
+        clients.append(bearer_client(key))
     assert [clients[0].get("/api/job/x").status_code for _ in range(3)] == [404, 404, 429]
     assert clients[1].get("/api/job/x").status_code == 404
 
@@ -131,8 +126,7 @@ def test_the_database_down_during_authentication_is_503(api_key, monkeypatch):
         raise OperationalError("database is locked")
 
     monkeypatch.setattr(authentication, "api_key_authenticate", down)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client = bearer_client(key)
     assert error_of(client.get("/api/job/x"), 503)["code"] == "unavailable"
 
 

@@ -9,9 +9,9 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Membership
 from accounts.services import account_for_user
-
 from jobs import services
 from jobs.models import Job
+from tests.clients import bearer_client
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -21,9 +21,7 @@ User = get_user_model()
 def client_for(api_key):
     def make(username="alice", scopes=("job.create", "job.read", "job.update", "job.delete")):
         _, key = api_key(username, scopes)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-        return client
+        return bearer_client(key)
 
     return make
 
@@ -172,8 +170,7 @@ def test_members_of_the_same_account_share_jobs(alice, make_user, api_key):
     Membership.objects.filter(user=carol).delete()
     Membership.objects.create(user=carol, account=account_for_user(User.objects.get(username="alice")))
     _, key = api_key("carol")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client = bearer_client(key)
     assert client.get(f"/api/job/{job_id}").json()["id"] == job_id
 
 
@@ -192,8 +189,7 @@ def test_a_bad_key_is_401(header):
 def test_a_revoked_key_is_401(api_key):
     _, key = api_key("alice")
     ApiKey.objects.update(revoked_at=timezone.now())
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client = bearer_client(key)
     assert_error(client.get("/api/job/x"), 401, "unauthenticated")
 
 
