@@ -27,7 +27,8 @@ class JobHandle:
     def __repr__(self) -> str:
         return f"<JobHandle {self.name} #{self.id} {self.state}>"
 
-    id = _field("pk", "The job's id (a string).")
+    id = _field("public_id", "The job's id as its owner knows it (a string): the custom jobId, or one made for it.")
+    owner = _field("owner", 'The account the job belongs to; "" for the system.')
     name = _field("name", "The name of the job function.")
     queue = _field("queue", "The queue the job was added to.")
     data = _field("data", "The job's data, as loaded (see `reload`).")
@@ -41,21 +42,21 @@ class JobHandle:
         """Report progress (a number, string or JSON object); with no argument, return it."""
         if value is _UNSET:
             return self._record.progress
-        services.job_set_progress(job_id=self.id, progress=value, token=self._token)
+        services.job_set_progress(job_id=self._record.pk, progress=value, token=self._token)
         self._record.progress = value
         return value
 
     def update(self, data: dict[str, Any]) -> None:
         """Replace the job's data (Bull's job.update)."""
-        self._record = services.job_update_data(job_id=self.id, data=data, merge=False)
+        self._record = services.job_update_data(owner=self.owner, job_id=self.id, data=data, merge=False)
 
     def remove(self) -> None:
         """Delete the job; raises JobStarted if it is active or finished."""
-        services.job_remove(job_id=self.id)
+        services.job_remove(owner=self.owner, job_id=self.id)
 
     def reload(self) -> JobHandle:
         """Read the job again from the database."""
-        self._record = selectors.job_get(job_id=self.id)
+        self._record = selectors.job_get(owner=self.owner, job_id=self.id)
         return self
 
     def get_state(self) -> str:
@@ -86,7 +87,11 @@ class Queue:
         job_id: str | None = None,
         owner: str = "",
     ) -> JobHandle:
-        """Add a job; it is sent to the workers when the surrounding transaction commits."""
+        """Add a job; it is sent to the workers when the surrounding transaction commits.
+
+        `owner` is the account the job is for ("" for the system's own jobs); `job_id` is unique
+        within that owner.
+        """
         opts = {
             key: value
             for key, value in {
@@ -101,23 +106,28 @@ class Queue:
         record = services.job_create(name=name, data=data, opts=opts, queue=self.name, owner=owner)
         return JobHandle(record)
 
-    def get_job(self, job_id: str) -> JobHandle | None:
-        """Return the job with this id, or None if there is none."""
+    def get_job(self, job_id: str, *, owner: str = "") -> JobHandle | None:
+        """Return `owner`'s job with this id ("" is the system), or None if there is none."""
         try:
-            return JobHandle(selectors.job_get(job_id=job_id))
+            return JobHandle(selectors.job_get(owner=owner, job_id=job_id))
         except JobNotFound:
             return None
 
-    def process(self, name: str = registry.DEFAULT_JOB_NAME) -> Callable[[Callable], Callable]:
+    def process(self, name: str = registry.DEFAULT_JOB_NAME, *, public: bool = False) -> Callable[[Callable], Callable]:
         """Register the decorated function as the job function for `name` on this queue."""
-        return job(name, queue=self.name)
+        return job(name, queue=self.name, public=public)
 
 
-def job(name: str = registry.DEFAULT_JOB_NAME, *, queue: str | None = None) -> Callable[[Callable], Callable]:
-    """Register the decorated function(job) as the job function called `name`."""
+def job(
+    name: str = registry.DEFAULT_JOB_NAME, *, queue: str | None = None, public: bool = False
+) -> Callable[[Callable], Callable]:
+    """Register the decorated function(job) as the job function called `name`.
+
+    With public=True, API clients may add jobs for it (POST /api/job); otherwise only code can.
+    """
 
     def decorator(func: Callable[[JobHandle], Any]) -> Callable[[JobHandle], Any]:
-        registry.register(name, func, queue=queue)
+        registry.register(name, func, queue=queue, public=public)
         return func
 
     return decorator

@@ -27,9 +27,9 @@ def new_job_id() -> str:
 
 
 class JobQuerySet(models.QuerySet):
-    def owned_by(self, owner: str | None) -> JobQuerySet:
-        """Jobs of `owner`; None means no restriction (Python callers, the system)."""
-        return self if owner is None else self.filter(owner=owner)
+    def known_as(self, owner: str, job_id: str) -> JobQuerySet:
+        """The job that `owner` knows by `job_id` (its public id): at most one."""
+        return self.filter(owner=owner, public_id=job_id)
 
     def waiting(self) -> JobQuerySet:
         return self.filter(state=JobState.WAITING)
@@ -52,11 +52,15 @@ class JobQuerySet(models.QuerySet):
 
 
 class Job(models.Model):
+    # The internal id: what broker messages and workers use; never chosen by a client.
     id = models.CharField(primary_key=True, max_length=200, default=new_job_id, editable=False)
-    name = models.CharField(max_length=200)
-    queue = models.CharField(max_length=100)
     # The tenant the job belongs to (see JOBS["OWNER_RESOLVER"]); "" for jobs made by the system.
     owner = models.CharField(max_length=100, blank=True, default="")
+    # The id the owner knows the job by (the API's and JobHandle's `id`): the owner's own jobId,
+    # unique within that owner only, or else the internal id.
+    public_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=200)
+    queue = models.CharField(max_length=100)
     data = models.JSONField(default=dict)
     opts = models.JSONField(default=dict)
     state = models.CharField(max_length=16, choices=JobState.choices)
@@ -86,6 +90,11 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # Custom ids are per owner: two accounts may both have "report-7"; neither can take
+            # an id the system uses. The index also serves every lookup the API makes.
+            models.UniqueConstraint(fields=["owner", "public_id"], name="jobs_job_owner_public_id_uniq"),
+        ]
         indexes = [
             models.Index(fields=["state", "run_at"], name="jobs_job_state_run_at_idx"),
             models.Index(fields=["state", "sent_at"], name="jobs_job_state_sent_at_idx"),
@@ -96,4 +105,4 @@ class Job(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} #{self.id} ({self.state})"
+        return f"{self.name} #{self.public_id} ({self.state})"

@@ -12,7 +12,8 @@ from .errors import InvalidJob
 # Bull's largest priority (2^21); 1 is the highest.
 MAX_PRIORITY = 2_097_152
 # Custom ids must be usable in /api/job/<id> as they are.
-JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@~-]{1,200}$")
+JOB_ID_CHARS = r"[A-Za-z0-9_.:@~-]{1,200}"
+JOB_ID_PATTERN = re.compile(JOB_ID_CHARS)
 KNOWN_OPTIONS = ("delay", "attempts", "backoff", "priority", "jobId", "timeout")
 BACKOFF_TYPES = ("fixed", "exponential")
 
@@ -68,7 +69,7 @@ def parse_options(raw: Any) -> JobOptions:
             field="opts",
         )
     job_id = raw.get("jobId")
-    if job_id is not None and not (isinstance(job_id, str) and JOB_ID_PATTERN.match(job_id)):
+    if job_id is not None and not (isinstance(job_id, str) and JOB_ID_PATTERN.fullmatch(job_id)):
         raise InvalidJob(
             "opts.jobId must be 1 to 200 characters of letters, digits and _ . : @ ~ -.",
             field="opts.jobId",

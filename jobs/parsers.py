@@ -8,6 +8,7 @@ from typing import Any
 from rest_framework import exceptions, parsers, status
 
 from . import conf
+from .jsonvalues import RULE, json_depth, unstorable_text
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -22,26 +23,18 @@ class TooDeep(exceptions.APIException):
     default_code = "too_deep"
 
 
+class UnstorableText(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = f"The JSON body holds text that cannot be stored: {RULE}."
+    default_code = "invalid"
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def json_depth(value: Any) -> int:
-    """Return how deeply arrays and objects nest in `value` (a scalar is 0), without recursion."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 class BoundedJSONParser(parsers.JSONParser):
-    """JSON only, at most JOBS["MAX_BODY_BYTES"] bytes and JOBS["MAX_JSON_DEPTH"] levels, no NaN."""
+    """JSON only, at most JOBS["MAX_BODY_BYTES"] bytes and JOBS["MAX_JSON_DEPTH"] levels, no NaN, no NUL."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = conf.get("MAX_BODY_BYTES")
@@ -61,4 +54,9 @@ class BoundedJSONParser(parsers.JSONParser):
             raise exceptions.ParseError(f"JSON parse error - {exc}") from None
         if json_depth(data) > conf.get("MAX_JSON_DEPTH"):
             raise TooDeep(f"The JSON body is nested deeper than {conf.get('MAX_JSON_DEPTH')} levels.")
+        # Refused here, before any field is read: such text would fail in the database or in the
+        # answer (an error message that echoes it included).
+        problem = unstorable_text(data)
+        if problem is not None:
+            raise UnstorableText(f"The JSON body holds {problem}: {RULE}.")
         return data

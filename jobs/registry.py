@@ -18,19 +18,22 @@ class JobFunction:
     name: str
     func: Callable[[Any], Any]
     queue: str | None = None
+    # Public functions may be named in POST /api/job; the rest only by code (the system's own
+    # jobs, tracked tasks), so a tenant can never start them.
+    public: bool = False
 
 
 _functions: dict[str, JobFunction] = {}
 
 
-def register(name: str, func: Callable[[Any], Any], *, queue: str | None = None) -> JobFunction:
+def register(name: str, func: Callable[[Any], Any], *, queue: str | None = None, public: bool = False) -> JobFunction:
     """Register `func` under `name`; registering the same function twice is harmless."""
     existing = _functions.get(name)
     if existing is not None and _qualname(existing.func) != _qualname(func):
         raise AlreadyRegistered(
             f"A job function is already registered as {name!r}: {_qualname(existing.func)}."
         )
-    entry = JobFunction(name=name, func=func, queue=queue)
+    entry = JobFunction(name=name, func=func, queue=queue, public=public)
     _functions[name] = entry
     return entry
 
@@ -40,12 +43,14 @@ def unregister(name: str) -> None:
     _functions.pop(name, None)
 
 
-def get(name: str) -> JobFunction | None:
-    return _functions.get(name)
+def get(name: str, *, public_only: bool = False) -> JobFunction | None:
+    """Return the job function registered as `name`; with public_only, only a public one."""
+    function = _functions.get(name)
+    return None if function is None or (public_only and not function.public) else function
 
 
-def names() -> list[str]:
-    return sorted(_functions)
+def names(*, public_only: bool = False) -> list[str]:
+    return sorted(name for name, function in _functions.items() if function.public or not public_only)
 
 
 def _qualname(func: Callable[..., Any]) -> str:

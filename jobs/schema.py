@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from . import conf, registry
-from .options import JOB_ID_PATTERN, MAX_PRIORITY
+from .options import JOB_ID_CHARS, MAX_PRIORITY
 
 
 def _whole(low: int, high: int) -> dict:
@@ -32,7 +32,7 @@ def options_schema() -> dict:
                 "description": "Wait before a retry: ms, or {type, delay}.",
             },
             "priority": {**_whole(1, MAX_PRIORITY), "description": "1 is the highest."},
-            "jobId": {"type": "string", "pattern": JOB_ID_PATTERN.pattern, "description": "Your own id."},
+            "jobId": {"type": "string", "pattern": f"^{JOB_ID_CHARS}$", "description": "Your own id."},
             "timeout": {**_whole(1, max_delay), "description": "Milliseconds after which the job is stopped and fails."},
         },
     }
@@ -52,7 +52,7 @@ def add_job_names(result, generator, request, public):
     """Postprocessing hook: list the registered job functions as the values `name` may take."""
     request_schema = result.get("components", {}).get("schemas", {}).get("JobCreateRequest")
     if request_schema is not None:
-        request_schema["properties"]["name"]["enum"] = registry.names()
+        request_schema["properties"]["name"]["enum"] = registry.names(public_only=True)
     return result
 
 

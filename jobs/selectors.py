@@ -9,9 +9,9 @@ from .errors import JobNotFound
 from .models import Job
 
 
-def job_get(*, job_id: str, owner: str | None = None) -> Job:
-    """Return the job, or raise JobNotFound; with `owner`, jobs of other owners do not exist."""
-    job = Job.objects.owned_by(owner).filter(pk=job_id).first()
+def job_get(*, owner: str, job_id: str) -> Job:
+    """Return the job `owner` knows as `job_id` ("" is the system), or raise JobNotFound: other owners' jobs do not exist."""
+    job = Job.objects.known_as(owner, job_id).first()
     if job is None:
         raise JobNotFound(job_id)
     return job
@@ -24,7 +24,7 @@ def to_ms(moment: datetime | None) -> int | None:
 def job_to_json(job: Job) -> dict[str, Any]:
     """Return Bull's job.toJSON() shape plus `state`."""
     return {
-        "id": job.pk,
+        "id": job.public_id,
         "name": job.name,
         "data": job.data,
         "opts": job.opts,

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from . import conf, registry
 from .errors import InvalidJob, JobExists, JobNotFound, JobStarted, UnknownJobName
-from .models import REMOVABLE_STATES, Job, JobQuerySet, JobState
+from .jsonvalues import RULE, clean_text, unstorable_text
+from .models import REMOVABLE_STATES, Job, JobQuerySet, JobState, new_job_id
 from .options import JobOptions, parse_options
 
 logger = logging.getLogger(__name__)
@@ -29,11 +30,14 @@ STALLED_REASON = "job stalled more than allowable limit"
 
 
 def ensure_json(value: Any, what: str) -> None:
-    """Raise InvalidJob unless `value` can be stored as JSON (no NaN, no Python-only types)."""
+    """Raise InvalidJob unless `value` can be stored as JSON (no NaN, no Python-only types, no NUL)."""
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(f"{what} must be JSON: {exc}.", field=what) from None
+    problem = unstorable_text(value, what)
+    if problem is not None:
+        raise InvalidJob(f"{what} holds {problem}: {RULE}.", field=what)
 
 
 def ensure_json_object(value: Any, what: str) -> dict[str, Any]:
@@ -50,12 +54,18 @@ def job_create(
     opts: dict[str, Any] | JobOptions | None = None,
     queue: str | None = None,
     owner: str = "",
+    public_only: bool = False,
 ) -> Job:
-    """Create a job row; its message is sent only once the surrounding transaction commits."""
+    """Create a job row; its message is sent only once the surrounding transaction commits.
+
+    `owner` is the account the job belongs to ("" for the system); a custom jobId is unique within
+    it. With public_only (a tenant's request) a job function not declared public is refused
+    exactly as a name that does not exist.
+    """
     name = registry.DEFAULT_JOB_NAME if name is None else name
-    function = registry.get(name) if isinstance(name, str) else None
+    function = registry.get(name, public_only=public_only) if isinstance(name, str) else None
     if function is None:
-        known = registry.names()
+        known = registry.names(public_only=public_only)
         raise UnknownJobName(
             f"No job function is registered as {name!r}; known names: {', '.join(known) or 'none'}.",
             field="name",
@@ -64,7 +74,10 @@ def job_create(
     data = ensure_json_object({} if data is None else data, "data")
     options = opts if isinstance(opts, JobOptions) else parse_options(opts)
     now = timezone.now()
+    pk = new_job_id()
     fields = dict(
+        id=pk,
+        public_id=pk if options.job_id is None else options.job_id,
         name=name,
         queue=queue or function.queue or conf.get("QUEUE"),
         owner=owner,
@@ -77,14 +90,12 @@ def job_create(
         created_at=now,
         run_at=now + timedelta(milliseconds=options.delay),
     )
-    if options.job_id is not None:
-        fields["id"] = options.job_id
     try:
         # A savepoint, so a duplicate id leaves the caller's transaction usable.
         with transaction.atomic():
             job = Job.objects.create(**fields)
     except IntegrityError:
-        if options.job_id is not None and Job.objects.filter(pk=options.job_id).exists():
+        if options.job_id is not None and Job.objects.known_as(owner, options.job_id).exists():
             raise JobExists(options.job_id) from None
         raise
     if job.state == JobState.WAITING:
@@ -184,8 +195,9 @@ def job_fail(
     attempts_made = job.attempts_made + 1
     fields: dict[str, Any] = {
         "attempts_made": attempts_made,
-        "failed_reason": reason,
-        "stacktrace": ([*job.stacktrace, stacktrace])[-conf.get("STACKTRACE_LIMIT"):],
+        # An exception's message is the job function's text: it must not stop the job failing.
+        "failed_reason": clean_text(reason),
+        "stacktrace": ([*job.stacktrace, clean_text(stacktrace)])[-conf.get("STACKTRACE_LIMIT"):],
         **UNLOCKED,
     }
     if retry and attempts_made < job.attempts:
@@ -215,13 +227,13 @@ def job_release(*, job_id: str, token: str | None = None) -> bool:
     return released == 1
 
 
-def job_update_data(*, job_id: str, data: Any, merge: bool, owner: str | None = None) -> Job:
-    """Replace the job's data, or merge `data`'s top-level keys into it; other columns are untouched."""
+def job_update_data(*, owner: str, job_id: str, data: Any, merge: bool) -> Job:
+    """Replace the data of `owner`'s job `job_id`, or merge `data`'s top-level keys into it; other columns are untouched."""
     data = ensure_json_object(data, "data")
     # The row lock (PostgreSQL) or the IMMEDIATE transaction (SQLite) serializes concurrent
     # merges, so no key sent by a parallel request is lost.
     with transaction.atomic():
-        job = Job.objects.select_for_update().owned_by(owner).filter(pk=job_id).first()
+        job = Job.objects.select_for_update().known_as(owner, job_id).first()
         if job is None:
             raise JobNotFound(job_id)
         job.data = {**job.data, **data} if merge else data
@@ -229,9 +241,9 @@ def job_update_data(*, job_id: str, data: Any, merge: bool, owner: str | None = 
     return job
 
 
-def job_remove(*, job_id: str, owner: str | None = None) -> None:
-    """Delete a job that has not started; raise JobStarted if it has, JobNotFound if there is none."""
-    queryset = Job.objects.owned_by(owner).filter(pk=job_id)
+def job_remove(*, owner: str, job_id: str) -> None:
+    """Delete `owner`'s job `job_id` if it has not started; raise JobStarted if it has, JobNotFound if there is none."""
+    queryset = Job.objects.known_as(owner, job_id)
     # One DELETE guarded by state: it and the claim's UPDATE cannot both win.
     deleted, _ = queryset.filter(state__in=REMOVABLE_STATES).delete()
     if deleted:

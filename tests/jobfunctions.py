@@ -7,17 +7,17 @@ from pathlib import Path
 import jobs
 
 
-@jobs.job("noop")
+@jobs.job("noop", public=True)
 def noop(job):
     return {"data": job.data}
 
 
-@jobs.job("fails")
+@jobs.job("fails", public=True)
 def fails(job):
     raise RuntimeError(job.data.get("message", "boom"))
 
 
-@jobs.job("flaky")
+@jobs.job("flaky", public=True)
 def flaky(job):
     """Fail the first `fail_times` attempts, then succeed."""
     if job.attempts_made < job.data.get("fail_times", 1):
@@ -25,13 +25,13 @@ def flaky(job):
     return {"attempts_made": job.attempts_made}
 
 
-@jobs.job("sleeps")
+@jobs.job("sleeps", public=True)
 def sleeps(job):
     time.sleep(job.data.get("seconds", 1))
     return "slept"
 
 
-@jobs.job("records")
+@jobs.job("records", public=True)
 def records(job):
     """Append one line per run to data["path"], so tests can count runs and see the data."""
     with open(job.data["path"], "a") as out:
@@ -39,7 +39,7 @@ def records(job):
     return {"data": job.data, "pid": os.getpid()}
 
 
-@jobs.job("waits_for_gate")
+@jobs.job("waits_for_gate", public=True)
 def waits_for_gate(job):
     """Report progress, then hold the worker until the file data["gate"] exists."""
     job.progress("started")
@@ -65,7 +65,7 @@ def progress_task(job, label):
     return label
 
 
-@jobs.job("counts_users")
+@jobs.job("counts_users", public=True)
 def counts_users(job):
     """Use the Django ORM inside a job, as real job functions do."""
     from django.contrib.auth import get_user_model
@@ -73,24 +73,24 @@ def counts_users(job):
     return sorted(get_user_model().objects.values_list("username", flat=True))
 
 
-@jobs.job("solo_gate", queue="solo")
+@jobs.job("solo_gate", queue="solo", public=True)
 def solo_gate(job):
     return waits_for_gate(job)
 
 
-@jobs.job("solo_records", queue="solo")
+@jobs.job("solo_records", queue="solo", public=True)
 def solo_records(job):
     return records(job)
 
 
-@jobs.job("records_then_waits")
+@jobs.job("records_then_waits", public=True)
 def records_then_waits(job):
     """Record the run, then hold the worker until the gate opens (for crashes mid-job)."""
     records(job)
     return waits_for_gate(job)
 
 
-@jobs.job("ignores_timeouts")
+@jobs.job("ignores_timeouts", public=True)
 def ignores_timeouts(job):
     """Swallow the soft time limit and keep going, so only the hard limit can stop it."""
     deadline = time.monotonic() + job.data["seconds"]
@@ -100,3 +100,9 @@ def ignores_timeouts(job):
         except BaseException:  # noqa: BLE001 - the point is to ignore SoftTimeLimitExceeded
             pass
     return "never"
+
+
+@jobs.job("internal_report")
+def internal_report(job):
+    """Not public: only code may add it, never an API client."""
+    return {"secret": "system only"}

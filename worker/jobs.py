@@ -5,7 +5,7 @@ POST /api/job with no "name"). Add more job functions beside it, each under its 
 
     import jobs
 
-    @jobs.job("send_report")
+    @jobs.job("send_report", public=True)   # public: API clients may add it too
     def send_report(job):
         job.progress("started")
         report = build_report(job.data["account_id"])   # the Django ORM works here
@@ -24,7 +24,7 @@ STEPS = 5
 STEP_SECONDS = 0.6
 
 
-@jobs.job()
+@jobs.job(public=True)
 def default_job(job):
     """Stand-in work: a few seconds in steps, reporting progress. Replace it with your own."""
     job.progress("started")

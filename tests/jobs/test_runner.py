@@ -37,7 +37,7 @@ def test_a_job_runs_once_with_its_data_and_stores_its_result():
 
 def test_a_deleted_job_is_skipped():
     job = services.job_create(name="noop")
-    services.job_remove(job_id=job.pk)
+    services.job_remove(owner="", job_id=job.pk)
     assert run(job) == "skipped"
 
 

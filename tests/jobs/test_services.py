@@ -70,7 +70,7 @@ def test_a_taken_job_id_is_refused_and_the_existing_job_is_untouched():
     first = services.job_create(name="noop", data={"v": 1}, opts={"jobId": "report-7"})
     with pytest.raises(JobExists, match="A job with id 'report-7' already exists."):
         services.job_create(name="fails", data={"v": 2}, opts={"jobId": "report-7"})
-    again = Job.objects.get(pk="report-7")
+    again = Job.objects.get(owner="", public_id="report-7")
     assert (again.name, again.data, again.created_at) == ("noop", {"v": 1}, first.created_at)
 
 
@@ -195,10 +195,10 @@ def test_stacktraces_are_capped(settings):
 def test_update_data_merges_or_replaces_and_touches_nothing_else():
     job = services.job_create(name="noop", data={"a": 1, "b": 2})
     services.job_claim(job_id=job.pk, worker="w")
-    services.job_update_data(job_id=job.pk, data={"b": 3, "c": 4}, merge=True)
+    services.job_update_data(owner="", job_id=job.pk, data={"b": 3, "c": 4}, merge=True)
     job.refresh_from_db()
     assert (job.data, job.state) == ({"a": 1, "b": 3, "c": 4}, "active")
-    services.job_update_data(job_id=job.pk, data={"z": 0}, merge=False)
+    services.job_update_data(owner="", job_id=job.pk, data={"z": 0}, merge=False)
     job.refresh_from_db()
     assert job.data == {"z": 0}
 
@@ -206,7 +206,7 @@ def test_update_data_merges_or_replaces_and_touches_nothing_else():
 def test_update_data_refuses_what_is_not_an_object_and_keeps_the_data():
     job = services.job_create(name="noop", data={"a": 1})
     with pytest.raises(InvalidJob, match="data must be a JSON object."):
-        services.job_update_data(job_id=job.pk, data=["a"], merge=True)
+        services.job_update_data(owner="", job_id=job.pk, data=["a"], merge=True)
     job.refresh_from_db()
     assert job.data == {"a": 1}
 
@@ -214,13 +214,13 @@ def test_update_data_refuses_what_is_not_an_object_and_keeps_the_data():
 def test_update_data_of_another_owners_job_is_not_found():
     job = services.job_create(name="noop", owner="account:1")
     with pytest.raises(JobNotFound):
-        services.job_update_data(job_id=job.pk, data={"x": 1}, merge=True, owner="account:2")
+        services.job_update_data(owner="account:2", job_id=job.pk, data={"x": 1}, merge=True)
 
 
 @pytest.mark.parametrize("opts", [{}, {"delay": 10_000}])
 def test_remove_deletes_a_job_that_has_not_started(opts):
     job = services.job_create(name="noop", opts=opts)
-    services.job_remove(job_id=job.pk)
+    services.job_remove(owner="", job_id=job.pk)
     assert not Job.objects.filter(pk=job.pk).exists()
     assert services.job_claim(job_id=job.pk, worker="w") is None
 
@@ -235,7 +235,7 @@ def test_remove_refuses_a_started_job_and_leaves_it_as_it_was(finish):
         services.job_fail(job_id=job.pk, reason="x", stacktrace="")
     state = Job.objects.get(pk=job.pk).state
     with pytest.raises(JobStarted) as caught:
-        services.job_remove(job_id=job.pk)
+        services.job_remove(owner="", job_id=job.pk)
     assert str(caught.value) == f"Job {job.pk!r} is {state}: only a waiting or delayed job can be removed."
     assert Job.objects.get(pk=job.pk).state == state
 
@@ -243,9 +243,9 @@ def test_remove_refuses_a_started_job_and_leaves_it_as_it_was(finish):
 def test_remove_of_an_unknown_or_foreign_job_is_not_found():
     job = services.job_create(name="noop", owner="account:1")
     with pytest.raises(JobNotFound):
-        services.job_remove(job_id="missing")
+        services.job_remove(owner="", job_id="missing")
     with pytest.raises(JobNotFound):
-        services.job_remove(job_id=job.pk, owner="account:2")
+        services.job_remove(owner="account:2", job_id=job.pk)
     assert Job.objects.filter(pk=job.pk).exists()
 
 

@@ -104,7 +104,7 @@ def test_a_taken_job_id_is_409_and_leaves_the_job_alone(alice):
     post(alice, {"name": "noop", "data": {"v": 1}, "opts": {"jobId": "report-7"}})
     error = assert_error(post(alice, {"name": "fails", "data": {"v": 2}, "opts": {"jobId": "report-7"}}), 409, "job_exists")
     assert error["message"] == "A job with id 'report-7' already exists."
-    job = Job.objects.get(pk="report-7")
+    job = Job.objects.get(public_id="report-7")
     assert (job.name, job.data) == ("noop", {"v": 1})
 
 
