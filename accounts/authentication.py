@@ -2,7 +2,8 @@
 
 from rest_framework import authentication, exceptions
 
-from .services import api_key_authenticate
+# The module, not the function: DRF imports this class while accounts.services is still loading.
+from . import services
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -18,7 +19,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             clear = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
-        api_key = api_key_authenticate(clear)
+        api_key = services.api_key_authenticate(clear)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
         return api_key.user, api_key

@@ -8,7 +8,10 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-SCOPES = ("job.create", "job.read", "job.update", "job.delete")
+# What an API key may do: each API request needs one (see the README's scope table).
+JOB_SCOPES = ("job.create", "job.read", "job.update", "job.delete")
+ACCOUNT_SCOPES = ("account.read", "account.update")
+SCOPES = JOB_SCOPES + ACCOUNT_SCOPES
 
 
 class Account(models.Model):

@@ -7,16 +7,18 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core import signing
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from jobs.throttling import parse_rate
+from jobs.api import parse_rate
 
+from . import signals
 from .models import SCOPES, Account, ApiKey, EmailVerification, Membership, hash_key
 
 KEY_PREFIX = "gj_"
@@ -77,10 +79,12 @@ def api_key_create(
 
 
 def api_key_authenticate(clear: str) -> ApiKey | None:
-    """Return the live API key for `clear` whose user is active, or None."""
+    """Return the live API key for `clear` whose user is active and still a member of the key's account, or None."""
+    still_member = Membership.objects.filter(user=OuterRef("user"), account=OuterRef("account"))
     api_key = (
         ApiKey.objects.select_related("user")
         .filter(key_hash=hash_key(clear), revoked_at__isnull=True, user__is_active=True)
+        .filter(Exists(still_member))
         .first()
     )
     now = timezone.now()
@@ -120,6 +124,16 @@ class UnknownPlan(SignupError):
         super().__init__(f"Unknown plan {plan!r}; plans are {', '.join(settings.ACCOUNT_PLANS)}.")
 
 
+class BadCredentials(SignupError):
+    def __init__(self):
+        super().__init__("Invalid email or password.")
+
+
+class EmailUnverified(SignupError):
+    def __init__(self, email: str):
+        super().__init__(f"Verify your email address first: follow the link we sent to {email}.")
+
+
 VERIFY_SALT = "accounts.verify-email"
 VERIFY_MAX_AGE = 7 * 24 * 3600
 
@@ -152,6 +166,7 @@ def account_signup(*, email: str, password: str, name: str = "") -> tuple[object
             account.trial_ends_on = timezone.localdate() + timedelta(days=settings.ACCOUNT_TRIAL_DAYS)
             account.save(update_fields=["name", "trial_ends_on"])
             EmailVerification.objects.create(user=user, email=email)
+            signals.user_signed_up.send(sender=Account, user=user, account=account)
     except IntegrityError:
         raise EmailTaken(email) from None
     return user, account
@@ -179,12 +194,45 @@ def user_verify(*, token: str) -> tuple[object, bool]:
     verified_now = EmailVerification.objects.filter(pk=verification.pk, verified_at__isnull=True).update(
         verified_at=timezone.now()
     )
+    if verified_now:
+        signals.email_verified.send(sender=Account, user=verification.user)
     return verification.user, bool(verified_now)
 
 
-def account_select_plan(*, account: Account, plan: str) -> Account:
+def account_select_plan(*, account: Account, plan: str, user) -> Account:
+    """Record `user`'s choice of `plan` for `account`."""
     if plan not in settings.ACCOUNT_PLANS:
         raise UnknownPlan(plan)
     Account.objects.filter(pk=account.pk).update(plan=plan, plan_selected_at=timezone.now())
     account.refresh_from_db()
+    signals.plan_selected.send(sender=Account, user=user, account=account)
     return account
+
+
+def user_sign_in(*, email: str, password: str):
+    """Return the active, verified user with this email and password; raise BadCredentials or EmailUnverified.
+
+    The answer is the same whether or not the address exists (Django's ModelBackend also hashes
+    the password of a user that does not exist, so the time taken tells nothing either).
+    """
+    User = get_user_model()
+    login = (email or "").strip()
+    user = User.objects.filter(username__iexact=login).first()
+    if user is None:
+        # Users made by an operator (create_user) may have a username that is not their address.
+        same_email = list(User.objects.filter(email__iexact=login)[:2])
+        user = same_email[0] if len(same_email) == 1 else None
+    user = authenticate(None, username=user.get_username() if user else login, password=password or "")
+    if user is None:
+        raise BadCredentials()
+    verification = EmailVerification.objects.filter(user=user).first()
+    # Users who signed up must prove the address first; users made by an operator have no row.
+    if verification is not None and verification.verified_at is None:
+        raise EmailUnverified(verification.email)
+    return user
+
+
+def api_key_sign_in(*, email: str, password: str, scopes: Iterable[str] | None = None, name: str = "") -> tuple[ApiKey, str]:
+    """Sign a user in: a new API key for their account with `scopes` (default: all); return it with the clear key."""
+    user = user_sign_in(email=email, password=password)
+    return api_key_create(user=user, scopes=SCOPES if scopes is None else scopes, name=name or "sign-in")

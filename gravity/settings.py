@@ -70,6 +70,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "gravity.urls"
+LOGIN_URL = "signin-page"
 WSGI_APPLICATION = "gravity.wsgi.application"
 APPEND_SLASH = False
 
@@ -133,12 +134,23 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
+# How many proxies in front of the web processes append to X-Forwarded-For (Heroku's router: 1).
+TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every endpoint needs credentials and names the scope of each action (jobs.permissions.HasScope,
+    # which refuses an action that names none); anonymous endpoints say so explicitly.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "jobs.permissions.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.throttling.ApiKeyRateThrottle"],
+    # Who the client is, for the per-address limits of the anonymous endpoints: the connection's
+    # address, or the one the last of TRUSTED_PROXIES proxies put in X-Forwarded-For.
+    "NUM_PROXIES": TRUSTED_PROXIES,
+    # OPTIONS answers 405: no endpoint describes itself outside the OpenAPI schema.
+    "DEFAULT_METADATA_CLASS": None,
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "jobs.api_errors.exception_handler",
@@ -221,6 +233,17 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Gravity <hello@localh
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Where links in emails point (the verification link).
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# The client app's pages that emails link to. The defaults are this app's own minimal pages;
+# point them at your front end when you have one.
+APP_SIGNIN_URL = os.environ.get("APP_SIGNIN_URL", f"{SITE_URL}/signin")
+APP_PLANS_URL = os.environ.get("APP_PLANS_URL", f"{SITE_URL}/account")
+# Requests per client address to the anonymous endpoints, shared by all web processes (Redis).
+ACCOUNT_RATE_LIMITS = {
+    "signup": os.environ.get("SIGNUP_RATE_LIMIT", "10/hour"),
+    "verify": os.environ.get("VERIFY_RATE_LIMIT", "60/hour"),
+    "signin": os.environ.get("SIGNIN_RATE_LIMIT", "30/hour"),
+}
 
 # Accounts: the plans an account can choose and the length of its trial.
 ACCOUNT_PLANS = [plan.strip() for plan in os.environ.get("ACCOUNT_PLANS", "starter,pro,business").split(",") if plan.strip()]

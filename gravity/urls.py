@@ -1,4 +1,4 @@
-"""URL configuration: the admin, the API and its OpenAPI schema."""
+"""URL configuration: the admin, the API and its OpenAPI schema, the account pages."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -9,6 +9,8 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include("accounts.urls")),
     path("api/", include("jobs.urls")),
+    # The pages links in emails open (stand-ins for a client app).
+    path("", include("accounts.pages")),
 ]
 
 handler404 = "jobs.api_errors.not_found_view"

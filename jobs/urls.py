@@ -14,5 +14,6 @@ router.register("job", JobViewSet, basename="job")
 urlpatterns = [
     *router.urls,
     # Anything else under the API prefix is a JSON 404, even with DEBUG on.
-    re_path(r"^.*$", not_found_view),
+    # [\s\S], not ".": a path may hold a newline (%0A), and it is still an API path.
+    re_path(r"^[\s\S]*$", not_found_view),
 ]

@@ -43,7 +43,9 @@ JOB_ID = OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, descrip
 class JobViewSet(viewsets.ViewSet):
     """Add jobs, read them, merge into their data and delete them before they start."""
 
+    # Explicit, not the project's defaults: the job API stays closed in any project.
     permission_classes = [IsAuthenticated, HasScope]
+    throttle_classes = [ApiKeyRateThrottle]
     required_scopes = {
         "create": "job.create",
         "retrieve": "job.read",
@@ -51,7 +53,6 @@ class JobViewSet(viewsets.ViewSet):
         "destroy": "job.delete",
     }
     parser_classes = [BoundedJSONParser]
-    throttle_classes = [ApiKeyRateThrottle]
     # Only what a job id can be; anything else is a JSON 404 from the catch-all route.
     lookup_value_regex = JOB_ID_CHARS
 

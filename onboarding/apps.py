@@ -1,4 +1,4 @@
-"""App config: make the daily flow's beat entry after migrations."""
+"""App config: send the emails that account events call for; make the daily flow's beat entry after migrations."""
 
 from django.apps import AppConfig
 
@@ -10,6 +10,8 @@ class OnboardingConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from . import receivers
         from .schedule import ensure_schedule
 
+        receivers.connect()
         post_migrate.connect(ensure_schedule, sender=self, dispatch_uid="onboarding.schedule")

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 def build_message(*, user, purpose: Purpose, context: dict[str, Any]) -> EmailMultiAlternatives:
     """Render the plain-text and HTML parts of `purpose` for `user`."""
-    context = {"user": user, "site_url": settings.SITE_URL, **context}
+    links = {"site_url": settings.SITE_URL, "signin_url": settings.APP_SIGNIN_URL, "plans_url": settings.APP_PLANS_URL}
+    context = {"user": user, **links, **context}
     base = f"onboarding/email/{purpose.value}"
     subject = " ".join(render_to_string(f"{base}.subject.txt", context).split())
     message = EmailMultiAlternatives(subject, render_to_string(f"{base}.txt", context), to=[user.email])

@@ -3,6 +3,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 
+from accounts.models import SCOPES
 from accounts.services import account_for_user, api_key_create
 
 
@@ -18,7 +19,7 @@ def make_user(db):
 def api_key(make_user):
     """Return (user, clear key) for a new user with every scope."""
 
-    def make(username: str = "alice", scopes=("job.create", "job.read", "job.update", "job.delete")):
+    def make(username: str = "alice", scopes=SCOPES):
         user = get_user_model().objects.filter(username=username).first() or make_user(username)
         _, clear = api_key_create(user=user, scopes=scopes)
         return user, clear

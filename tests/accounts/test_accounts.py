@@ -45,8 +45,8 @@ def test_a_key_of_an_inactive_user_does_not_authenticate(make_user):
 @pytest.mark.parametrize(
     ("scopes", "message"),
     [
-        ("job.read,job.fly", "Unknown scope job.fly; known scopes are job.create, job.read, job.update, job.delete."),
-        (",", "An API key needs at least one scope of job.create, job.read, job.update, job.delete."),
+        ("job.read,job.fly", "Unknown scope job.fly; known scopes are job.create, job.read, job.update, job.delete, account.read, account.update."),
+        (",", "An API key needs at least one scope of job.create, job.read, job.update, job.delete, account.read, account.update."),
     ],
 )
 def test_create_api_key_refuses_bad_scopes(make_user, scopes, message):

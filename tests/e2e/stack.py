@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+from email import message_from_string
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ import requests.adapters
 from devtools import redis as dev_redis
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL_SCOPES = "job.create,job.read,job.update,job.delete"
+ALL_SCOPES = "job.create,job.read,job.update,job.delete,account.read,account.update"
 
 
 class Stack:
@@ -41,6 +43,9 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "INFO",
             "REDIS_VISIBILITY_TIMEOUT": "10",
+            # As behind one load balancer: a test that needs its own client address for the
+            # anonymous endpoints' limits sends it in X-Forwarded-For (see `request`).
+            "TRUSTED_PROXIES": "1",
             # The worker is another process: emails go to files the tests read.
             "EMAIL_URL": f"file://{workdir / 'mail'}",
         }
@@ -144,10 +149,15 @@ class Stack:
 
     # -- the API -----------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, key: str | None = "alice", **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, key: str | None = "alice", client: str | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """Send a request with `key`'s API key (None: anonymous), from the address `client` if given."""
         headers = kwargs.pop("headers", {})
         if key is not None:
             headers["Authorization"] = f"Bearer {self.keys[key]}"
+        if client is not None:
+            headers["X-Forwarded-For"] = client
         return self.http.request(method, f"{self.base_url}{path}", headers=headers, timeout=30, **kwargs)
 
     def add(self, name: str | None = None, data: dict | None = None, opts: dict | None = None, key: str = "alice") -> dict:
@@ -161,6 +171,19 @@ class Stack:
         response = self.request("POST", "/api/job", key=key, json=body)
         assert response.status_code == 201, response.text
         return response.json()
+
+    def add_from_code(self, name: str, data: dict, count: int = 1, key: str = "alice") -> list[str]:
+        """Add `count` jobs of an internal job function from Python, for `key`'s account; return their ids.
+
+        API clients cannot name internal functions; code acting for an account can, and the
+        account then reads the jobs through the API.
+        """
+        account = self.request("GET", "/api/account", key=key).json()["account"]["id"]
+        code = (
+            "import json, jobs\n"
+            f"print(json.dumps([jobs.Queue().add({data!r}, name={name!r}, owner='account:{account}').id for _ in range({count})]))"
+        )
+        return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
 
     def get(self, job_id: str, key: str = "alice") -> dict:
         response = self.request("GET", f"/api/job/{job_id}", key=key)
@@ -183,6 +206,17 @@ class Stack:
 
         wait_until(poll, timeout, f"job {job_id} ({seen[-1] if seen else 'never read'})", self)
         return seen[-1]
+
+    def mailbox(self) -> list[tuple[str, str, str]]:
+        """Every message the workers have sent, as (to, subject, text body), from the file backend's files."""
+        messages = []
+        for path in sorted((self.workdir / "mail").glob("*.log")):
+            for raw in path.read_text().split("-" * 79):
+                if raw.strip():
+                    parsed = message_from_string(raw.strip())
+                    text = next(part for part in parsed.walk() if part.get_content_type() == "text/plain")
+                    messages.append((parsed["To"], parsed["Subject"], text.get_payload(decode=True).decode()))
+        return messages
 
     def gate(self) -> Path:
         """Return a path that does not exist yet: a job waiting for it holds a worker until it is created."""

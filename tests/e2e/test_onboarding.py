@@ -2,7 +2,6 @@
 
 import time
 from datetime import date, datetime, timedelta
-from email import message_from_string
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -11,16 +10,12 @@ import pytest
 from .stack import wait_until
 
 
+PEOPLE = {"kim@example.com", "lee@example.com"}
+
+
 def mailbox(stack):
-    """Every message the worker has sent, as (to, subject, body) from the file backend's files."""
-    messages = []
-    for path in sorted((stack.workdir / "mail").glob("*.log")):
-        for raw in path.read_text().split("-" * 79):
-            if raw.strip():
-                parsed = message_from_string(raw.strip())
-                text = next(part for part in parsed.walk() if part.get_content_type() == "text/plain")
-                messages.append((parsed["To"], parsed["Subject"], text.get_payload(decode=True).decode()))
-    return messages
+    """The messages sent to this test's people (other tests sign up people of their own)."""
+    return [message for message in stack.mailbox() if message[0] in PEOPLE]
 
 
 def wait_for_mail(stack, count):
@@ -30,7 +25,7 @@ def wait_for_mail(stack, count):
 
 def run_flow_twice_at_once(stack, day):
     """Two flow jobs for one day, added together so the worker's two processes run them at the same time."""
-    ids = [stack.add("onboarding.daily_flow", {"date": day.isoformat()})["id"] for _ in range(2)]
+    ids = stack.add_from_code("onboarding.daily_flow", {"date": day.isoformat()}, count=2)
     return [stack.wait_for(job_id, timeout=60) for job_id in ids]
 
 
@@ -53,12 +48,22 @@ def test_signup_verify_plan_and_the_daily_flow_send_each_email_once(stack):
     path = urlsplit("http" + link)
     verified = stack.request("GET", f"{path.path}?{path.query}", **anon)
     assert verified.json() == {"verified": True, "email": "lee@example.com", "alreadyVerified": False}
+    page = stack.request("GET", f"{path.path}?{path.query}", headers={"Accept": "text/html,*/*;q=0.8"}, **anon)
+    assert page.headers["Content-Type"].startswith("text/html") and "is verified" in page.text
     again = stack.request("POST", "/api/user/verify", json={"token": path.query.split("=", 1)[1]}, **anon)
     assert again.json()["alreadyVerified"] is True
     assert stack.request("POST", "/api/user/verify", json={"token": "forged"}, **anon).status_code == 400
     wait_for_mail(stack, 3)
 
-    stack.keys["lee"] = stack.manage("create_api_key", "lee@example.com", "--scopes", "job.read").strip()
+    # sign in (kim has not verified yet), then jobs and the plan with the key it gives
+    unverified = stack.request("POST", "/api/auth/token", json={"email": "kim@example.com", "password": "a-long-pass-phrase-42"}, **anon)
+    assert (unverified.status_code, unverified.json()["error"]["code"]) == (403, "email_unverified")
+    assert stack.request("POST", "/api/auth/token", json={"email": "lee@example.com", "password": "wrong"}, **anon).status_code == 401
+    signed_in = stack.request("POST", "/api/auth/token", json={"email": "lee@example.com", "password": "a-long-pass-phrase-42"}, **anon)
+    assert signed_in.status_code == 201, signed_in.text
+    stack.keys["lee"] = signed_in.json()["key"]
+    job = stack.add("noop", {"from": "lee"}, key="lee")
+    assert stack.request("GET", f"/api/job/{job['id']}", key="lee").json()["data"] == {"from": "lee"}
     assert stack.request("POST", "/api/account/plan", key="lee", json={"plan": "gold"}).status_code == 400
     chosen = stack.request("POST", "/api/account/plan", key="lee", json={"plan": "pro"})
     assert chosen.status_code == 200 and chosen.json()["plan"] == "pro"

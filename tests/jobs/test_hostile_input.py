@@ -118,14 +118,14 @@ def test_the_database_down_is_503(alice, monkeypatch):
 
 
 def test_the_database_down_during_authentication_is_503(api_key, monkeypatch):
-    from accounts import authentication
+    from accounts import services
 
     _, key = api_key("alice")
 
     def down(clear):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(authentication, "api_key_authenticate", down)
+    monkeypatch.setattr(services, "api_key_authenticate", down)
     client = bearer_client(key)
     assert error_of(client.get("/api/job/x"), 503)["code"] == "unavailable"
 
@@ -135,7 +135,9 @@ def test_the_schema_describes_the_api(client):
     assert response.status_code == 200
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
-    assert set(schema["paths"]) == {"/api/job/", "/api/job/{id}/", "/api/account/", "/api/account/plan/", "/api/user/verify/"}
+    assert set(schema["paths"]) == {
+        "/api/job/", "/api/job/{id}/", "/api/account/", "/api/account/plan/", "/api/user/verify/", "/api/auth/token/"
+    }
     assert schema["components"]["securitySchemes"]["apiKey"] == {
         "type": "http", "scheme": "bearer", "description": "An API key from `manage.py create_api_key`."
     }

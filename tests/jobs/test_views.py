@@ -224,3 +224,8 @@ def test_put_is_405(alice):
 def test_unknown_api_paths_are_json_404(alice):
     assert_error(alice.get("/api/nothing"), 404, "not_found")
     assert_error(alice.post("/api/nothing", {}, format="json"), 404, "not_found")
+
+
+@pytest.mark.parametrize("path", ["/api/job/a%0A/", "/api/job/%0A", "/api/nothing%0Ahere", "/api/job/abc%0A"])
+def test_paths_with_a_newline_are_json_404(alice, path):
+    assert_error(alice.get(path), 404, "not_found")
