@@ -1,6 +1,5 @@
 """The building blocks of the job API that other apps' endpoints share: scopes, parsing, errors, rate limits."""
 
-from .api_errors import error_body, error_response
 from .parsers import BoundedJSONParser
 from .permissions import HasScope
 from .serializers import ErrorSerializer
@@ -12,7 +11,5 @@ __all__ = [
     "ErrorSerializer",
     "HasScope",
     "SharedRateThrottle",
-    "error_body",
-    "error_response",
     "parse_rate",
 ]

@@ -18,3 +18,12 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Mark a test whose body failed, so fixtures (the browser's screenshot) can tell at teardown."""
+    report = yield
+    if report.when == "call" and report.failed:
+        item.failed = True
+    return report

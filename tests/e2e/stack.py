@@ -48,6 +48,8 @@ class Stack:
             "TRUSTED_PROXIES": "1",
             # The worker is another process: emails go to files the tests read.
             "EMAIL_URL": f"file://{workdir / 'mail'}",
+            # Links in emails lead to this stack's web server.
+            "SITE_URL": f"http://127.0.0.1:{self.web_port}",
         }
         self.base_url = f"http://127.0.0.1:{self.web_port}"
         self.http = requests.Session()
