@@ -39,7 +39,8 @@ class EmailUnverified(exceptions.APIException):
 
 class SignupSerializer(serializers.Serializer):
     email = serializers.CharField(max_length=254)
-    password = serializers.CharField(max_length=128)
+    # Kept as typed, spaces included, as at sign-in.
+    password = serializers.CharField(max_length=128, trim_whitespace=False)
     name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
 
 
