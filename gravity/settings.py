@@ -216,6 +216,9 @@ globals().update(dj_email_url.parse(EMAIL_URL))
 if EMAIL_URL.startswith("file:"):
     # dj-email-url drops the leading slash of file:///abs/path; keep the path as written.
     EMAIL_FILE_PATH = urlsplit(EMAIL_URL).path
+# Seconds the SMTP backend waits to connect and for each answer (EMAIL_URL's ?timeout= also sets
+# it): a hung mail server then fails the send, which is retried, instead of holding a worker.
+EMAIL_TIMEOUT = float(os.environ.get("EMAIL_TIMEOUT") or globals()["EMAIL_TIMEOUT"] or 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Gravity <hello@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Where links in emails point (the verification link).
