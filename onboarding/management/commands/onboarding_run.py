@@ -7,10 +7,9 @@ from django.core.management.base import BaseCommand, CommandError
 from onboarding.flow import SENDERS, PlannedEmail, flow_today, run_flow
 
 
-def send_now(planned: PlannedEmail) -> None:
+def send_now(planned: PlannedEmail) -> bool:
     """Send in this process instead of adding a job (the same send-once rule applies)."""
-    args = [planned.user_id] if planned.account_id is None else [planned.user_id, planned.account_id]
-    SENDERS[planned.purpose](*args)
+    return SENDERS[planned.purpose](*planned.args)
 
 
 class Command(BaseCommand):
@@ -25,7 +24,11 @@ class Command(BaseCommand):
             when = date.fromisoformat(day) if day else flow_today()
         except ValueError:
             raise CommandError(f"--date must be YYYY-MM-DD, not {day!r}.") from None
-        report = run_flow(when, dry_run=dry_run, deliver=send_now)
+        # Emails are sent after the flow: never while one of its transactions is open.
+        outbox: list[PlannedEmail] = []
+        report = run_flow(when, dry_run=dry_run, deliver=lambda planned: outbox.append(planned) is None)
+        for planned in outbox:
+            send_now(planned)
         self.stdout.write(f"Onboarding flow for {when.isoformat()}{' (dry run)' if dry_run else ''}:")
         for planned in report.planned:
             self.stdout.write(f"  {'would send' if dry_run else 'sent'}: {planned}")
