@@ -1,4 +1,4 @@
-"""Django settings for gravity-jobs, read from the environment (see .env.example)."""
+"""Django settings for gravity-jobs, read from the environment and .env (see .env.example)."""
 
 import os
 from pathlib import Path
@@ -6,9 +6,14 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 import dj_email_url
+import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Every process (web, worker, beat, a shell's manage.py) reads .env when there is one, so they
+# agree; a variable set in the real environment wins over the file. Below, only os.environ is read.
+environ.Env.read_env(BASE_DIR / ".env")
 
 INSECURE_DEV_KEY = "django-insecure-gravity-jobs-development-only"
 
