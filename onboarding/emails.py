@@ -77,5 +77,7 @@ def send_once(*, user, purpose: Purpose, context: dict[str, Any] | None = None) 
         reservation.release()
         raise
     if not reservation.mark_sent():
-        logger.warning("Onboarding email %s to user %s was taken over while it was sent: it may have gone twice", purpose, user.pk)
+        logger.warning(
+            "Onboarding email %s to user %s was taken over while it was sent: it may have gone twice", purpose, user.pk
+        )
     return True

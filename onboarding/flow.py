@@ -68,8 +68,9 @@ SENDERS = {
 
 def enqueue(planned: PlannedEmail) -> bool:
     """Add the email's job, once; False if it exists (an earlier or concurrent run added it)."""
+    job_id = f"onboarding-{planned.purpose.value}-{planned.user_id}"
     try:
-        SENDERS[planned.purpose].apply_async(planned.args, job_id=f"onboarding-{planned.purpose.value}-{planned.user_id}")
+        SENDERS[planned.purpose].apply_async(planned.args, job_id=job_id)
     except jobs.JobExists:
         return False
     return True

@@ -42,10 +42,8 @@ def send_verification_reminder(user_id: int, day: str | None = None) -> bool:
     user = _user(user_id)
     if getattr(getattr(user, "email_verification", None), "verified_at", None):
         return False  # verified since the flow looked
-    signed_up = (
-        Account.objects.filter(memberships__user=user).order_by("created_at").values_list("created_at", flat=True).first()
-        or user.date_joined
-    )
+    accounts = Account.objects.filter(memberships__user=user).order_by("created_at")
+    signed_up = accounts.values_list("created_at", flat=True).first() or user.date_joined
     days_ago = (_as_of(day) - timezone.localtime(signed_up, flow_zone()).date()).days
     context = {"verify_url": verification_url(user), "days_ago": days_ago}
     return send_once(user=user, purpose=Purpose.VERIFICATION_REMINDER, context=context)
@@ -67,7 +65,8 @@ def send_trial_ending_email(user_id: int, account_id: int, day: str | None = Non
     """`day` is the flow's: the email speaks as of that day (it catches up on days it missed)."""
     account = Account.objects.get(pk=account_id)
     days_left = (account.trial_ends_on - _as_of(day)).days
-    return send_once(user=_user(user_id), purpose=Purpose.TRIAL_ENDING, context={"account": account, "days_left": days_left})
+    context = {"account": account, "days_left": days_left}
+    return send_once(user=_user(user_id), purpose=Purpose.TRIAL_ENDING, context=context)
 
 
 @jobs.task(name="onboarding.send_trial_ended_email", **EMAIL_RETRIES)

@@ -43,7 +43,8 @@ class DatabaseTrials:
     """Trials kept on the Account row: plan, trial_ends_on, trial_ended_at, upgraded_to."""
 
     def due_on_or_before(self, day: date) -> QuerySet[Account]:
-        return Account.objects.filter(trial_ends_on__lte=day, trial_ended_at__isnull=True).order_by("trial_ends_on", "pk")
+        due = Account.objects.filter(trial_ends_on__lte=day, trial_ended_at__isnull=True)
+        return due.order_by("trial_ends_on", "pk")
 
     def end_trial(self, account: Account) -> str | None:
         # Guarded: of two flows ending the same trial, one does it and the other is told. The plan

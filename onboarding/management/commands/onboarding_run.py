@@ -54,7 +54,9 @@ class Command(BaseCommand):
             if added:
                 self.stdout.write(f"Added the onboarding flow job {job_id}: a worker runs it and sends the emails.")
             else:
-                self.stdout.write(f"The onboarding flow job {job_id} exists already; nothing added (--in-process runs the flow here).")
+                self.stdout.write(
+                    f"The onboarding flow job {job_id} exists already; nothing added (--in-process runs the flow here)."
+                )
 
     def run_here(self, when: date) -> None:
         if settings.EMAIL_BACKEND in UNDELIVERED:
@@ -73,7 +75,9 @@ class Command(BaseCommand):
         report = run_flow(when, deliver=collect)
         self.write_report(report, outcomes={email: send_now(email) for email in planned})
 
-    def write_report(self, report: FlowReport, *, dry: bool = False, outcomes: dict[PlannedEmail, str] | None = None) -> None:
+    def write_report(
+        self, report: FlowReport, *, dry: bool = False, outcomes: dict[PlannedEmail, str] | None = None
+    ) -> None:
         outcomes = outcomes or {}
         self.stdout.write(f"Onboarding flow for {report.day.isoformat()}{' (dry run)' if dry else ''}:")
         for email in report.planned:
