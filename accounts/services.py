@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import zoneinfo
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -163,7 +164,10 @@ def account_signup(*, email: str, password: str, name: str = "") -> tuple[object
             user.save()  # the post_save signal gives the user its personal account: the trial one
             account = account_for_user(user)
             account.name = name or email
-            account.trial_ends_on = timezone.localdate() + timedelta(days=settings.ACCOUNT_TRIAL_DAYS)
+            # Today in the schedule's zone (London), whose days the flow ends trials on: a UTC date
+            # gave a sign-up between midnight and 01:00 BST a trial a day short.
+            today = timezone.localdate(timezone=zoneinfo.ZoneInfo(settings.WORKER_SCHEDULE_TIMEZONE))
+            account.trial_ends_on = today + timedelta(days=settings.ACCOUNT_TRIAL_DAYS)
             account.save(update_fields=["name", "trial_ends_on"])
             EmailVerification.objects.create(user=user, email=email)
             signals.user_signed_up.send(sender=Account, user=user, account=account)

@@ -1,4 +1,4 @@
-"""Django settings for gravity-jobs, read from the environment (see .env.example)."""
+"""Django settings for gravity-jobs, read from the environment and .env (see .env.example)."""
 
 import os
 from pathlib import Path
@@ -6,9 +6,14 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 import dj_email_url
+import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Every process (web, worker, beat, a shell's manage.py) reads .env when there is one, so they
+# agree; a variable set in the real environment wins over the file. Below, only os.environ is read.
+environ.Env.read_env(BASE_DIR / ".env")
 
 INSECURE_DEV_KEY = "django-insecure-gravity-jobs-development-only"
 
@@ -229,6 +234,9 @@ globals().update(dj_email_url.parse(EMAIL_URL))
 if EMAIL_URL.startswith("file:"):
     # dj-email-url drops the leading slash of file:///abs/path; keep the path as written.
     EMAIL_FILE_PATH = urlsplit(EMAIL_URL).path
+# Seconds the SMTP backend waits to connect and for each answer (EMAIL_URL's ?timeout= also sets
+# it): a hung mail server then fails the send, which is retried, instead of holding a worker.
+EMAIL_TIMEOUT = float(os.environ.get("EMAIL_TIMEOUT") or globals()["EMAIL_TIMEOUT"] or 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Gravity <hello@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Where links in emails point (the verification link).

@@ -1,4 +1,4 @@
-"""The record of onboarding emails sent, read-only."""
+"""The outbox of onboarding emails, read-only."""
 
 from django.contrib import admin
 
@@ -7,10 +7,13 @@ from .models import SentEmail
 
 @admin.register(SentEmail)
 class SentEmailAdmin(admin.ModelAdmin):
-    list_display = ["to", "purpose", "sent_at"]
-    list_filter = ["purpose"]
+    list_display = ["to", "purpose", "state", "reserved_at", "sent_at"]
+    list_filter = ["state", "purpose"]
     search_fields = ["to"]
-    readonly_fields = ["user", "purpose", "to", "sent_at"]
+    readonly_fields = ["user", "purpose", "to", "state", "reserved_at", "sent_at"]
 
     def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

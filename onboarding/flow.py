@@ -1,40 +1,31 @@
-"""The daily onboarding flow: trials ending in 3 days, trials ending today, yesterday's unverified sign-ups."""
+"""The daily onboarding flow: everything due and not yet done, so a day it missed is made good by the next run."""
 
 from __future__ import annotations
 
 import logging
-import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.utils import timezone
+from django.db import transaction
 
 import jobs
 from accounts.models import Account
+from accounts.services import VERIFY_MAX_AGE
 
 from . import tasks
+from .days import day_bounds, flow_today, flow_zone  # noqa: F401 (onboarding.flow.flow_today is public)
 from .models import Purpose, SentEmail
-from .trials import trials
+from .trials import TrialAlreadyEnded, trials
 
 logger = logging.getLogger(__name__)
 
-
-def flow_zone() -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(settings.WORKER_SCHEDULE_TIMEZONE)
-
-
-def flow_today(now: datetime | None = None) -> date:
-    """Today in the schedule's time zone (Europe/London by default)."""
-    return timezone.localtime(now or timezone.now(), flow_zone()).date()
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    """The start and end of `day` in the schedule's time zone: 23 or 25 hours long on a clock change."""
-    zone = flow_zone()
-    return datetime.combine(day, time.min, zone), datetime.combine(day + timedelta(days=1), time.min, zone)
+# Trials ending within this many days get the notice (the day before they end, at the latest).
+NOTICE_DAYS = 3
+# Unverified sign-ups get their reminder from the day after signing up for as long as the first
+# verification link would be valid (7 days): older sign-ups are left alone, not reminded out of the blue.
+REMINDER_DAYS = timedelta(seconds=VERIFY_MAX_AGE).days
 
 
 @dataclass(frozen=True)
@@ -43,9 +34,18 @@ class PlannedEmail:
     user_id: int
     email: str
     account_id: int | None = None
+    # The flow's day, for emails that say how many days are left or have passed.
+    day: date | None = None
 
     def __str__(self) -> str:
         return f"{self.purpose.value} to {self.email}"
+
+    @property
+    def args(self) -> list[int | str]:
+        """The arguments of the email's task."""
+        account = [] if self.account_id is None else [self.account_id]
+        day = [] if self.day is None else [self.day.isoformat()]
+        return [self.user_id, *account, *day]
 
 
 @dataclass
@@ -56,6 +56,9 @@ class FlowReport:
     ended_without_plan: list[int] = field(default_factory=list)
 
 
+# The emails whose words depend on the day: "ends in 2 days", "signed up 3 days ago".
+DATED = {Purpose.TRIAL_ENDING, Purpose.VERIFICATION_REMINDER}
+
 SENDERS = {
     Purpose.TRIAL_ENDING: tasks.send_trial_ending_email,
     Purpose.TRIAL_ENDED: tasks.send_trial_ended_email,
@@ -63,59 +66,74 @@ SENDERS = {
 }
 
 
-def enqueue(planned: PlannedEmail) -> None:
-    """Add the email's job, once: a re-run of the flow finds the job id taken and moves on."""
-    task = SENDERS[planned.purpose]
-    args = [planned.user_id] if planned.account_id is None else [planned.user_id, planned.account_id]
+def enqueue(planned: PlannedEmail) -> bool:
+    """Add the email's job, once; False if it exists (an earlier or concurrent run added it)."""
+    job_id = f"onboarding-{planned.purpose.value}-{planned.user_id}"
     try:
-        task.apply_async(args, job_id=f"onboarding-{planned.purpose.value}-{planned.user_id}")
+        SENDERS[planned.purpose].apply_async(planned.args, job_id=job_id)
     except jobs.JobExists:
-        pass
+        return False
+    return True
 
 
 def run_flow(
     day: date,
     *,
     dry_run: bool = False,
-    deliver: Callable[[PlannedEmail], None] = enqueue,
+    deliver: Callable[[PlannedEmail], bool] = enqueue,
     progress: Callable[[dict], None] = lambda value: None,
 ) -> FlowReport:
-    """Run the three steps for `day`; with dry_run nothing is changed or sent."""
+    """Do everything due by `day` that is not done yet; with dry_run nothing is changed or sent.
+
+    The report lists what this run did (or, dry, would do): an email another run already has in
+    hand, or a trial another run ended, is not in it.
+    """
     report = FlowReport(day=day)
     source = trials()
 
     def plan(purpose: Purpose, user, account: Account | None = None) -> None:
         if SentEmail.objects.filter(user=user, purpose=purpose).exists():
-            return
-        planned = PlannedEmail(purpose, user.pk, user.email, account.pk if account else None)
-        report.planned.append(planned)
-        if not dry_run:
-            deliver(planned)
+            return  # sent, or being sent
+        as_of = day if purpose in DATED else None
+        planned = PlannedEmail(purpose, user.pk, user.email, account.pk if account else None, as_of)
+        if dry_run or deliver(planned):
+            report.planned.append(planned)
 
-    progress({"step": 1, "of": 3, "doing": "trials ending in 3 days"})
-    for account in source.ending_on(day + timedelta(days=3)):
-        for user in members(account):
-            plan(Purpose.TRIAL_ENDING, user, account)
-
-    progress({"step": 2, "of": 3, "doing": "trials ending today"})
-    for account in source.ending_on(day):
-        if dry_run:
-            upgraded_to = (account.upgraded_to if account.trial_ended_at else account.plan) or None
-        else:
-            upgraded_to = source.end_trial(account)  # ends it once; a re-run gets the same answer
+    def announce(account: Account, upgraded_to: str | None) -> None:
         if upgraded_to is None:
             # No plan chosen: the trial ends and nothing is charged; there is no upgrade to announce.
             report.ended_without_plan.append(account.pk)
-            continue
+            return
         report.upgraded.append((account.pk, upgraded_to))
         for user in members(account):
             plan(Purpose.TRIAL_ENDED, user, account)
 
-    progress({"step": 3, "of": 3, "doing": "yesterday's unverified sign-ups"})
-    start, end = day_bounds(day - timedelta(days=1))
+    progress({"step": 1, "of": 3, "doing": f"trials ending within {NOTICE_DAYS} days"})
+    # Trials due by `day` are left to step 2: they end now, so a notice would come too late.
+    for account in source.due_on_or_before(day + timedelta(days=NOTICE_DAYS)).filter(trial_ends_on__gt=day):
+        for user in members(account):
+            plan(Purpose.TRIAL_ENDING, user, account)
+
+    progress({"step": 2, "of": 3, "doing": "trials due"})
+    for account in source.due_on_or_before(day):
+        if dry_run:
+            announce(account, account.plan or None)
+            continue
+        # The end of a trial and the jobs of its emails commit together: a crash between them
+        # would end a trial that no later run finds due, so it would never be announced.
+        with transaction.atomic():
+            try:
+                upgraded_to = source.end_trial(account)
+            except TrialAlreadyEnded:
+                continue
+            announce(account, upgraded_to)
+
+    progress({"step": 3, "of": 3, "doing": f"unverified sign-ups of the last {REMINDER_DAYS} days"})
+    earliest, _ = day_bounds(day - timedelta(days=REMINDER_DAYS))
+    today, _ = day_bounds(day)
     unverified = get_user_model().objects.filter(
-        memberships__account__created_at__gte=start,
-        memberships__account__created_at__lt=end,
+        memberships__account__created_at__gte=earliest,
+        memberships__account__created_at__lt=today,
         email_verification__isnull=False,
         email_verification__verified_at__isnull=True,
     ).distinct().order_by("pk")

@@ -4,7 +4,8 @@ from datetime import date
 
 import jobs
 
-from .flow import flow_today, run_flow
+from .days import flow_today
+from .flow import run_flow
 
 
 @jobs.job("onboarding.daily_flow")

@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 from accounts.models import Account, EmailVerification
 from accounts.services import verification_token
 from jobs.models import Job
+from onboarding.days import flow_today
 from tests.clients import bearer_client
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +35,7 @@ def test_signup_creates_user_account_trial_and_the_verification_job(anon, django
     body = response.json()
     assert body["user"] == {"id": body["user"]["id"], "email": "kim@example.com", "name": "Kim", "verified": False}
     account = Account.objects.get(pk=body["account"]["id"])
-    assert (account.trial_ends_on - account.created_at.date()).days == settings.ACCOUNT_TRIAL_DAYS
+    assert (account.trial_ends_on - flow_today(account.created_at)).days == settings.ACCOUNT_TRIAL_DAYS
     assert email_jobs() == ["onboarding.send_verification_email"]
     assert len(callbacks) == 1  # the job's message leaves after commit
     assert Account.objects.count() == 1, "no extra personal account"

@@ -85,11 +85,12 @@ class Stack:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+    def spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start a process of the stack; `env` adds to (or overrides) the stack's environment for it alone."""
         log = open(self.workdir / f"{name}.log", "ab")
         # A session of its own, so a test can kill a worker with all its pool processes at once.
         process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.processes[name] = process
         return process
@@ -102,13 +103,16 @@ class Stack:
         )
         wait_until(lambda: self._answers(), 30, "the web server to answer", self)
 
-    def start_worker(self, name: str, concurrency: int = 2, *extra: str) -> subprocess.Popen:
+    def start_worker(
+        self, name: str, concurrency: int = 2, *extra: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         log = self.workdir / f"{name}.log"
         offset = log.stat().st_size if log.exists() else 0
         process = self.spawn(
             name,
             [sys.executable, "-m", "worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
              "--without-mingle", "--without-gossip", *extra],
+            env,
         )
         wait_until(lambda: b" ready." in log.read_bytes()[offset:], 60, f"{name} to be ready", self)
         return process

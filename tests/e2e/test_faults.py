@@ -26,9 +26,9 @@ def workers(stack):
     stack.stop("worker")
     started = []
 
-    def start(name, concurrency=2, *extra):
+    def start(name, concurrency=2, *extra, env=None):
         started.append(name)
-        return stack.start_worker(name, concurrency, *extra)
+        return stack.start_worker(name, concurrency, *extra, env=env)
 
     yield start
     for name in started:
