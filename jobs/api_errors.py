@@ -12,7 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import InvalidJob, JobExists, JobNotFound, JobStarted, UnknownJobName
+from .errors import InvalidJob, JobExists, JobInWrongState, JobIsInternal, JobNotFound, UnknownJobName
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return error_response(400, "invalid", str(exc), {"field": exc.field})
     if isinstance(exc, JobExists):
         return error_response(409, "job_exists", str(exc), {"id": exc.job_id})
-    if isinstance(exc, JobStarted):
-        return error_response(409, "job_started", str(exc), {"id": exc.job_id, "state": exc.state})
+    if isinstance(exc, JobInWrongState):
+        return error_response(409, exc.code, str(exc), {"id": exc.job_id, "state": exc.state})
+    if isinstance(exc, JobIsInternal):
+        return error_response(403, "job_internal", str(exc), {"id": exc.job_id, "name": exc.name})
     if isinstance(exc, JobNotFound | Http404):
         return error_response(404, "not_found", str(exc) if isinstance(exc, JobNotFound) else "Not found.")
     if isinstance(exc, OperationalError | InterfaceError):

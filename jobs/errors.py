@@ -34,15 +34,53 @@ class JobNotFound(JobError, LookupError):
         self.job_id = job_id
 
 
-class JobStarted(JobError):
-    """The job has left waiting/delayed, so it can no longer be removed."""
+class JobInWrongState(JobError):
+    """The job is not in the state the change needs; its `code` names the rule for API clients."""
 
-    def __init__(self, job_id: str, state: str):
-        super().__init__(
-            f"Job {job_id!r} is {state}: only a waiting or delayed job can be removed."
-        )
+    code = "job_in_wrong_state"
+
+    def __init__(self, job_id: str, state: str, message: str):
+        super().__init__(message)
         self.job_id = job_id
         self.state = state
+
+
+class JobStarted(JobInWrongState):
+    """The job has left waiting/delayed, so it can no longer be removed."""
+
+    code = "job_started"
+
+    def __init__(self, job_id: str, state: str):
+        super().__init__(job_id, state, f"Job {job_id!r} is {state}: only a waiting or delayed job can be removed.")
+
+
+class JobNotFailed(JobInWrongState):
+    """Only a failed job can be retried."""
+
+    code = "job_not_failed"
+
+    def __init__(self, job_id: str, state: str):
+        super().__init__(job_id, state, f"Job {job_id!r} is {state}: only a failed job can be retried.")
+
+
+class JobNotDelayed(JobInWrongState):
+    """Only a delayed job can be promoted."""
+
+    code = "job_not_delayed"
+
+    def __init__(self, job_id: str, state: str):
+        super().__init__(job_id, state, f"Job {job_id!r} is {state}: only a delayed job can be promoted.")
+
+
+class JobIsInternal(JobError):
+    """The job runs an internal job function: an API client may read it, not change it."""
+
+    def __init__(self, job_id: str, name: str):
+        super().__init__(
+            f"Job {job_id!r} runs the internal job function {name!r}: it can be read through the API but not changed."
+        )
+        self.job_id = job_id
+        self.name = name
 
 
 class AlreadyRegistered(JobError):

@@ -101,6 +101,10 @@ class Job(models.Model):
             models.Index(fields=["state", "lock_until"], name="jobs_job_state_lock_idx"),
             models.Index(fields=["name"], name="jobs_job_name_idx"),
             models.Index(fields=["owner", "created_at"], name="jobs_job_owner_created_idx"),
+            # The API's listing by state, newest first, and its counts.
+            models.Index(fields=["owner", "state", "created_at"], name="jobs_job_owner_state_idx"),
+            # Throughput and retention: finished jobs by when they finished.
+            models.Index(fields=["state", "finished_on"], name="jobs_job_state_finished_idx"),
             models.Index(fields=["-created_at"], name="jobs_job_created_idx"),
         ]
 

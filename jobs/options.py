@@ -15,6 +15,8 @@ MAX_PRIORITY = 2_097_152
 JOB_ID_CHARS = r"[A-Za-z0-9_.:@~-]{1,200}"
 JOB_ID_PATTERN = re.compile(JOB_ID_CHARS)
 KNOWN_OPTIONS = ("delay", "attempts", "backoff", "priority", "jobId", "timeout")
+# Ids that name an endpoint of their own under /api/job/.
+RESERVED_JOB_IDS = ("counts",)
 BACKOFF_TYPES = ("fixed", "exponential")
 
 
@@ -74,6 +76,8 @@ def parse_options(raw: Any) -> JobOptions:
             "opts.jobId must be 1 to 200 characters of letters, digits and _ . : @ ~ -.",
             field="opts.jobId",
         )
+    if job_id in RESERVED_JOB_IDS:
+        raise InvalidJob(f"opts.jobId {job_id!r} is reserved: /api/job/{job_id} is an endpoint of its own.", field="opts.jobId")
     priority = raw.get("priority")
     if priority is not None:
         priority = _integer(priority, "priority", 1, MAX_PRIORITY)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Count, QuerySet
+
 from .errors import JobNotFound
-from .models import Job
+from .models import Job, JobState
 
 
 def job_get(*, owner: str, job_id: str) -> Job:
@@ -15,6 +17,44 @@ def job_get(*, owner: str, job_id: str) -> Job:
     if job is None:
         raise JobNotFound(job_id)
     return job
+
+
+def jobs_list(
+    *,
+    owner: str | None,
+    states: list[str] | None = None,
+    name: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[Job]:
+    """`owner`'s jobs (None: every owner's, for operators' tools), created from `created_after` and before `created_before`; the caller orders them."""
+    jobs = Job.objects.all() if owner is None else Job.objects.filter(owner=owner)
+    if states:
+        jobs = jobs.filter(state__in=states)
+    if name:
+        jobs = jobs.filter(name=name)
+    if created_after is not None:
+        jobs = jobs.filter(created_at__gte=created_after)
+    if created_before is not None:
+        jobs = jobs.filter(created_at__lt=created_before)
+    return jobs
+
+
+COUNT_GROUPS = ("queue", "name")
+
+
+def job_counts(*, owner: str | None, by: str | None = None) -> dict[str, Any]:
+    """How many of `owner`'s jobs (None: everyone's) are in each state: {"waiting": n, …}, or per queue or name when `by` says so."""
+    group = [by] if by else []
+    jobs = Job.objects.all() if owner is None else Job.objects.filter(owner=owner)
+    rows = jobs.values(*group, "state").annotate(n=Count("pk")).order_by()
+    empty = dict.fromkeys(JobState.values, 0)
+    if not by:
+        return {**empty, **{row["state"]: row["n"] for row in rows}}
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts.setdefault(row[by], dict(empty))[row["state"]] = row["n"]
+    return dict(sorted(counts.items()))
 
 
 def to_ms(moment: datetime | None) -> int | None:
@@ -40,3 +80,36 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "processedOn": to_ms(job.processed_on),
         "state": job.state,
     }
+
+
+def job_find(*, ref: str, owner: str | None = None) -> Job:
+    """For operators: the job whose internal id is `ref`, else the one known as `ref` (by `owner` if given).
+
+    Raises JobNotFound, or LookupError when several owners use that id and no owner was given.
+    """
+    if owner is not None:
+        return job_get(owner=owner, job_id=ref)
+    job = Job.objects.filter(pk=ref).first()
+    if job is not None:
+        return job
+    found = list(Job.objects.filter(public_id=ref).order_by("owner")[:10])
+    if not found:
+        raise JobNotFound(ref)
+    if len(found) > 1:
+        owners = ", ".join(repr(job.owner) for job in found)
+        raise LookupError(f"Several owners have a job {ref!r} ({owners}): say which with --owner.")
+    return found[0]
+
+
+def throughput(*, since: datetime) -> dict[str, int]:
+    """Jobs completed and failed since `since` (every owner's)."""
+    rows = (
+        Job.objects.filter(state__in=(JobState.COMPLETED, JobState.FAILED), finished_on__gte=since)
+        .values("state").annotate(n=Count("pk")).order_by()
+    )
+    return {JobState.COMPLETED: 0, JobState.FAILED: 0, **{row["state"]: row["n"] for row in rows}}
+
+
+def oldest_waiting() -> Job | None:
+    """The waiting job that has waited longest (every owner's)."""
+    return Job.objects.filter(state=JobState.WAITING).order_by("run_at").first()

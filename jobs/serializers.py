@@ -2,8 +2,9 @@
 
 from rest_framework import serializers
 
+from .models import JobState
 from .schema import DataField, OptionsField
-from .selectors import job_to_json
+from .selectors import COUNT_GROUPS, job_to_json
 
 
 class StrictCharField(serializers.CharField):
@@ -29,6 +30,36 @@ class JobCreateSerializer(serializers.Serializer):
                 {key: ["Unknown field; expected name, data and opts."] for key in unknown}
             )
         return attrs
+
+
+class StatesField(serializers.Field):
+    """`state=failed&state=delayed` or `state=failed,delayed`."""
+
+    def get_value(self, dictionary):
+        values = dictionary.getlist(self.field_name) if hasattr(dictionary, "getlist") else dictionary.get(self.field_name)
+        return serializers.empty if not values else values
+
+    def to_internal_value(self, data):
+        states = [state.strip() for value in data for state in str(value).split(",") if state.strip()]
+        unknown = sorted(set(states) - set(JobState.values))
+        if unknown:
+            raise serializers.ValidationError(f"Unknown state {', '.join(map(repr, unknown))}; states are {', '.join(JobState.values)}.")
+        return sorted(set(states))
+
+
+class JobListQuerySerializer(serializers.Serializer):
+    """GET /api/job: filters (the cursor and `limit` belong to the pagination)."""
+
+    state = StatesField(required=False, help_text="One or more states, repeated or comma-separated.")
+    name = StrictCharField(required=False, max_length=200)
+    createdAfter = serializers.IntegerField(required=False, min_value=0, help_text="ms since the epoch")
+    createdBefore = serializers.IntegerField(required=False, min_value=0, help_text="ms since the epoch")
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=500, help_text="Jobs per page (50).")
+    cursor = serializers.CharField(required=False, max_length=500, help_text="From a page's next or previous link.")
+
+
+class CountsQuerySerializer(serializers.Serializer):
+    by = serializers.ChoiceField(choices=COUNT_GROUPS, required=False, help_text="Count per queue or per name.")
 
 
 class JobSerializer(serializers.Serializer):

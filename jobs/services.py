@@ -14,7 +14,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import conf, registry
-from .errors import InvalidJob, JobExists, JobNotFound, JobStarted, UnknownJobName
+from .errors import (
+    InvalidJob,
+    JobExists,
+    JobIsInternal,
+    JobNotDelayed,
+    JobNotFailed,
+    JobNotFound,
+    JobStarted,
+    UnknownJobName,
+)
 from .jsonvalues import RULE, clean_text, unstorable_text
 from .models import REMOVABLE_STATES, Job, JobQuerySet, JobState, new_job_id
 from .options import JobOptions, parse_options
@@ -227,13 +236,35 @@ def job_release(*, job_id: str, token: str | None = None) -> bool:
     return released == 1
 
 
-def job_update_data(*, owner: str, job_id: str, data: Any, merge: bool) -> Job:
+def _changeable(*, owner: str, job_id: str, public_only: bool) -> str:
+    """Return the internal id of `owner`'s job `job_id`; raise JobNotFound, or JobIsInternal when
+    public_only (a tenant's request) and the job runs an internal job function.
+
+    A job's name never changes, so checking it before a guarded write leaves no race.
+    """
+    row = Job.objects.known_as(owner, job_id).values_list("pk", "name").first()
+    if row is None:
+        raise JobNotFound(job_id)
+    if public_only and registry.get(row[1], public_only=True) is None:
+        raise JobIsInternal(job_id, row[1])
+    return row[0]
+
+
+def _state_of(pk: str, job_id: str) -> str:
+    state = Job.objects.filter(pk=pk).values_list("state", flat=True).first()
+    if state is None:
+        raise JobNotFound(job_id)
+    return state
+
+
+def job_update_data(*, owner: str, job_id: str, data: Any, merge: bool, public_only: bool = False) -> Job:
     """Replace the data of `owner`'s job `job_id`, or merge `data`'s top-level keys into it; other columns are untouched."""
     data = ensure_json_object(data, "data")
+    pk = _changeable(owner=owner, job_id=job_id, public_only=public_only)
     # The row lock (PostgreSQL) or the IMMEDIATE transaction (SQLite) serializes concurrent
     # merges, so no key sent by a parallel request is lost.
     with transaction.atomic():
-        job = Job.objects.select_for_update().known_as(owner, job_id).first()
+        job = Job.objects.select_for_update().filter(pk=pk).first()
         if job is None:
             raise JobNotFound(job_id)
         job.data = {**job.data, **data} if merge else data
@@ -241,17 +272,45 @@ def job_update_data(*, owner: str, job_id: str, data: Any, merge: bool) -> Job:
     return job
 
 
-def job_remove(*, owner: str, job_id: str) -> None:
+def job_remove(*, owner: str, job_id: str, public_only: bool = False) -> None:
     """Delete `owner`'s job `job_id` if it has not started; raise JobStarted if it has, JobNotFound if there is none."""
-    queryset = Job.objects.known_as(owner, job_id)
+    pk = _changeable(owner=owner, job_id=job_id, public_only=public_only)
     # One DELETE guarded by state: it and the claim's UPDATE cannot both win.
-    deleted, _ = queryset.filter(state__in=REMOVABLE_STATES).delete()
-    if deleted:
-        return
-    state = queryset.values_list("state", flat=True).first()
-    if state is None:
-        raise JobNotFound(job_id)
-    raise JobStarted(job_id, state)
+    deleted, _ = Job.objects.filter(pk=pk, state__in=REMOVABLE_STATES).delete()
+    if not deleted:
+        raise JobStarted(job_id, _state_of(pk, job_id))
+
+
+def job_retry(*, owner: str, job_id: str, public_only: bool = False) -> Job:
+    """Run `owner`'s failed job again from the start (Bull's job.retry): waiting, attempts and outcome cleared."""
+    pk = _changeable(owner=owner, job_id=job_id, public_only=public_only)
+    now = timezone.now()
+    retried = Job.objects.filter(pk=pk, state=JobState.FAILED).update(
+        state=JobState.WAITING, attempts_made=0, stalled_count=0, progress=0, return_value=None,
+        failed_reason=None, processed_on=None, finished_on=None, run_at=now, sent_at=None,
+    )
+    if not retried:
+        raise JobNotFailed(job_id, _state_of(pk, job_id))
+    return _sent_after_commit(pk)
+
+
+def job_promote(*, owner: str, job_id: str, public_only: bool = False) -> Job:
+    """Let `owner`'s delayed job run now (Bull's job.promote)."""
+    pk = _changeable(owner=owner, job_id=job_id, public_only=public_only)
+    promoted = Job.objects.filter(pk=pk, state=JobState.DELAYED).update(
+        state=JobState.WAITING, run_at=timezone.now(), sent_at=None
+    )
+    if not promoted:
+        raise JobNotDelayed(job_id, _state_of(pk, job_id))
+    return _sent_after_commit(pk)
+
+
+def _sent_after_commit(pk: str) -> Job:
+    """Read the job just put back to waiting, then send its message once the transaction commits."""
+    # Read first: outside a transaction on_commit sends at once, and a worker may claim it before a later read.
+    job = Job.objects.get(pk=pk)
+    transaction.on_commit(partial(job_send, job_id=pk))
+    return job
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def sign_in(email="kim@example.com", password=PASSWORD, **extra):
 
 
 def api_routes():
-    """(view name, method) of every DRF endpoint the URLconf routes to."""
+    """(route name, method) of every DRF endpoint the URLconf routes to."""
     found = set()
 
     def walk(patterns):
@@ -51,11 +51,9 @@ def api_routes():
                 walk(pattern.url_patterns)
             elif isinstance(pattern, URLPattern) and getattr(pattern.callback, "cls", None):
                 callback = pattern.callback
-                actions = getattr(callback, "actions", None)
-                methods = actions or {m: m for m in ("get", "post", "patch", "delete") if hasattr(callback.cls, m)}
-                name = callback.cls.__name__ + ("-detail" if "pk" in pattern.pattern.regex.groupindex else "")
+                methods = getattr(callback, "actions", None) or [m for m in ("get", "post", "patch", "delete") if hasattr(callback.cls, m)]
                 # HEAD follows GET (DRF adds it to a viewset's actions on the first GET).
-                found.update((name, method) for method in methods if method != "head")
+                found.update((pattern.name, method) for method in methods if method != "head")
 
     walk(get_resolver().url_patterns)
     return found
@@ -63,22 +61,28 @@ def api_routes():
 
 # What each endpoint needs, found by trying it: None = anonymous.
 EXPECTED = {
-    ("JobViewSet", "post"): "job.create",
-    ("JobViewSet-detail", "get"): "job.read",
-    ("JobViewSet-detail", "patch"): "job.update",
-    ("JobViewSet-detail", "delete"): "job.delete",
-    ("AccountView", "get"): "account.read",
-    ("AccountView", "post"): None,
-    ("PlanView", "post"): "account.update",
-    ("VerifyView", "get"): None,
-    ("VerifyView", "post"): None,
-    ("TokenView", "post"): None,
-    ("SpectacularAPIView", "get"): None,
+    ("job-list", "post"): "job.create",
+    ("job-list", "get"): "job.read",
+    ("job-counts", "get"): "job.read",
+    ("job-detail", "get"): "job.read",
+    ("job-detail", "patch"): "job.update",
+    ("job-detail", "delete"): "job.delete",
+    ("job-retry", "post"): "job.update",
+    ("job-promote", "post"): "job.update",
+    ("account", "get"): "account.read",
+    ("account", "post"): None,
+    ("account-plan", "post"): "account.update",
+    ("user-verify", "get"): None,
+    ("user-verify", "post"): None,
+    ("auth-token", "post"): None,
+    ("schema", "get"): None,
+    ("api-docs", "get"): None,
 }
 SAMPLE_PATHS = {
-    "JobViewSet": "/api/job", "JobViewSet-detail": "/api/job/{job}", "AccountView": "/api/account",
-    "PlanView": "/api/account/plan", "VerifyView": "/api/user/verify", "TokenView": "/api/auth/token",
-    "SpectacularAPIView": "/api/schema",
+    "job-list": "/api/job", "job-counts": "/api/job/counts", "job-detail": "/api/job/{job}",
+    "job-retry": "/api/job/{job}/retry", "job-promote": "/api/job/{job}/promote", "account": "/api/account",
+    "account-plan": "/api/account/plan", "user-verify": "/api/user/verify", "auth-token": "/api/auth/token",
+    "schema": "/api/schema", "api-docs": "/api/docs",
 }
 
 

@@ -136,7 +136,8 @@ def test_the_schema_describes_the_api(client):
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
     assert set(schema["paths"]) == {
-        "/api/job/", "/api/job/{id}/", "/api/account/", "/api/account/plan/", "/api/user/verify/", "/api/auth/token/"
+        "/api/job/", "/api/job/{id}/", "/api/job/counts/", "/api/job/{id}/retry/", "/api/job/{id}/promote/",
+        "/api/account/", "/api/account/plan/", "/api/user/verify/", "/api/auth/token/"
     }
     assert schema["components"]["securitySchemes"]["apiKey"] == {
         "type": "http", "scheme": "bearer", "description": "An API key from `manage.py create_api_key`."

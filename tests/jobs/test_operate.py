@@ -1,0 +1,227 @@
+"""Operating the queue over the API: list, counts, retry, promote; what a tenant may and may not change."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+import jobs
+from jobs import services
+from jobs.models import Job
+from jobs.runner import job_execute
+from tests.clients import bearer_client
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice(api_key):
+    return bearer_client(api_key("alice")[1])
+
+
+@pytest.fixture
+def bob(api_key):
+    return bearer_client(api_key("bob")[1])
+
+
+def add(client, name="noop", **body):
+    response = client.post("/api/job", {"name": name, **body}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def error_of(response, status, code):
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert error["code"] == code
+    return error
+
+
+def run(job_id):
+    return job_execute(job_id=Job.objects.get(public_id=job_id).pk, worker="w")
+
+
+# -- list -------------------------------------------------------------------------------------
+
+
+def test_the_list_is_newest_first_and_only_the_callers(alice, bob):
+    ids = [add(alice, data={"n": n}) for n in range(3)]
+    add(bob)
+    body = alice.get("/api/job").json()
+    assert [job["id"] for job in body["results"]] == ids[::-1]
+    assert (body["next"], body["previous"]) == (None, None)
+
+
+def test_pages_follow_the_cursor_without_gaps_or_repeats(alice):
+    ids = [add(alice, data={"n": n}) for n in range(7)]
+    seen, url = [], "/api/job?limit=3"
+    while url:
+        page = alice.get(url).json()
+        seen += [job["id"] for job in page["results"]]
+        url = page["next"]
+    assert seen == ids[::-1]
+
+
+def test_filters_by_state_name_and_creation_time(alice):
+    failing = add(alice, "fails")
+    waiting = add(alice, "noop")
+    delayed = add(alice, "noop", opts={"delay": 60_000})
+    run(failing)
+    assert [j["id"] for j in alice.get("/api/job?state=failed").json()["results"]] == [failing]
+    assert {j["id"] for j in alice.get("/api/job?state=waiting,delayed").json()["results"]} == {waiting, delayed}
+    assert {j["id"] for j in alice.get("/api/job?state=waiting&state=failed").json()["results"]} == {waiting, failing}
+    assert {j["id"] for j in alice.get("/api/job?name=noop").json()["results"]} == {waiting, delayed}
+    created = {j["id"]: j["timestamp"] for j in alice.get("/api/job").json()["results"]}
+    after = alice.get(f"/api/job?createdAfter={created[failing]}").json()["results"]
+    assert {j["id"] for j in after} == {waiting, delayed}
+    before = alice.get(f"/api/job?createdBefore={created[waiting]}").json()["results"]
+    assert [j["id"] for j in before] == [failing]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("state=finished", "state"), ("limit=0", "limit"), ("limit=501", "limit"), ("createdAfter=yesterday", "createdAfter"),
+     ("createdBefore=-1", "createdBefore"), ("cursor=garbage", "cursor")],
+)
+def test_bad_list_parameters_are_400(alice, query, field):
+    error = error_of(alice.get(f"/api/job?{query}"), 400, "invalid")
+    assert field in error["details"]["fields"]
+
+
+def test_an_unknown_state_names_the_states(alice):
+    error = error_of(alice.get("/api/job?state=done"), 400, "invalid")
+    assert error["details"]["fields"]["state"] == ["Unknown state 'done'; states are waiting, delayed, active, completed, failed."]
+
+
+# -- counts -----------------------------------------------------------------------------------
+
+
+def test_counts_per_state_only_the_callers(alice, bob):
+    for name in ("noop", "noop", "fails"):
+        add(alice, name)
+    add(alice, opts={"delay": 60_000})
+    run(add(alice, "fails"))
+    add(bob)
+    assert alice.get("/api/job/counts").json() == {"waiting": 3, "delayed": 1, "active": 0, "completed": 0, "failed": 1}
+    assert bob.get("/api/job/counts").json() == {"waiting": 1, "delayed": 0, "active": 0, "completed": 0, "failed": 0}
+
+
+def test_counts_per_name_and_queue(alice):
+    add(alice, "noop")
+    add(alice, "fails")
+    add(alice, "solo_records", data={"path": "/dev/null"})
+    by_name = alice.get("/api/job/counts?by=name").json()
+    assert set(by_name) == {"fails", "noop", "solo_records"} and by_name["noop"]["waiting"] == 1
+    assert alice.get("/api/job/counts?by=queue").json() == {
+        "jobs": {"waiting": 2, "delayed": 0, "active": 0, "completed": 0, "failed": 0},
+        "solo": {"waiting": 1, "delayed": 0, "active": 0, "completed": 0, "failed": 0},
+    }
+    error_of(alice.get("/api/job/counts?by=owner"), 400, "invalid")
+
+
+def test_counts_is_not_a_job_id(alice):
+    error = error_of(alice.post("/api/job", {"name": "noop", "opts": {"jobId": "counts"}}, format="json"), 400, "invalid")
+    assert error["message"] == "opts.jobId 'counts' is reserved: /api/job/counts is an endpoint of its own."
+
+
+# -- retry and promote ------------------------------------------------------------------------
+
+
+def test_retry_puts_a_failed_job_back_as_new_and_it_runs_again(alice, django_capture_on_commit_callbacks):
+    job_id = add(alice, "flaky", data={"fail_times": 1})
+    run(job_id)
+    failed = alice.get(f"/api/job/{job_id}").json()
+    assert (failed["state"], failed["attemptsMade"]) == ("failed", 1)
+    with django_capture_on_commit_callbacks(execute=False) as sends:
+        retried = alice.post(f"/api/job/{job_id}/retry")
+    assert retried.status_code == 200
+    body = retried.json()
+    assert (body["state"], body["attemptsMade"], body["failedReason"], body["finishedOn"]) == ("waiting", 0, None, None)
+    assert len(body["stacktrace"]) == 1, "the failure's traceback stays as history"
+    assert len(sends) == 1, "its message leaves after commit"
+    Job.objects.filter(public_id=job_id).update(attempts_made=1)  # the flaky function succeeds on its second attempt
+    assert run(job_id) == "completed"
+
+
+@pytest.mark.parametrize(("setup", "state"), [("waiting", "waiting"), ("delayed", "delayed"), ("completed", "completed")])
+def test_retry_of_a_job_that_has_not_failed_is_409(alice, setup, state):
+    job_id = add(alice, "noop", opts={"delay": 60_000} if setup == "delayed" else {})
+    if setup == "completed":
+        run(job_id)
+    error = error_of(alice.post(f"/api/job/{job_id}/retry"), 409, "job_not_failed")
+    assert error["message"] == f"Job {job_id!r} is {state}: only a failed job can be retried."
+    assert Job.objects.get(public_id=job_id).state == state
+
+
+def test_promote_runs_a_delayed_job_now(alice, django_capture_on_commit_callbacks):
+    job_id = add(alice, opts={"delay": 3_600_000})
+    with django_capture_on_commit_callbacks(execute=False) as sends:
+        body = alice.post(f"/api/job/{job_id}/promote").json()
+    assert body["state"] == "waiting" and len(sends) == 1
+    job = Job.objects.get(public_id=job_id)
+    assert job.run_at <= timezone.now()
+    error = error_of(alice.post(f"/api/job/{job_id}/promote"), 409, "job_not_delayed")
+    assert error["message"] == f"Job {job_id!r} is waiting: only a delayed job can be promoted."
+
+
+def test_another_accounts_job_cannot_be_retried_or_promoted(alice, bob):
+    failed = add(alice, "fails")
+    run(failed)
+    delayed = add(alice, opts={"delay": 60_000})
+    error_of(bob.post(f"/api/job/{failed}/retry"), 404, "not_found")
+    error_of(bob.post(f"/api/job/{delayed}/promote"), 404, "not_found")
+    assert [Job.objects.get(public_id=i).state for i in (failed, delayed)] == ["failed", "delayed"]
+
+
+def test_retry_and_promote_need_job_update(api_key, alice):
+    delayed = add(alice, opts={"delay": 60_000})
+    reader = bearer_client(api_key("alice", ["job.read"])[1])
+    error_of(reader.post(f"/api/job/{delayed}/promote"), 403, "forbidden")
+    assert reader.get("/api/job").status_code == 200 and reader.get("/api/job/counts").status_code == 200
+
+
+# -- jobs of internal functions: readable, not changeable -------------------------------------
+
+
+@pytest.fixture
+def internal_job(api_key):
+    """A job of an internal function that code added for alice's account (as a tracked task would be)."""
+    from accounts.services import account_for_user
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.get(username="alice")
+    return jobs.Queue().add({"to": "system"}, name="internal_report", delay=60_000, owner=f"account:{account_for_user(user).pk}")
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("patch", "", {"to": "tenant"}), ("delete", "", None), ("post", "/promote", None),
+])
+def test_a_tenant_reads_but_cannot_change_a_job_of_an_internal_function(alice, internal_job, method, path, body):
+    assert alice.get(f"/api/job/{internal_job.id}").json()["data"] == {"to": "system"}
+    error = error_of(getattr(alice, method)(f"/api/job/{internal_job.id}{path}", body, format="json"), 403, "job_internal")
+    assert error["message"] == (
+        f"Job {internal_job.id!r} runs the internal job function 'internal_report': it can be read through the API but not changed."
+    )
+    job = Job.objects.get(pk=internal_job._record.pk)
+    assert (job.state, job.data) == ("delayed", {"to": "system"})
+
+
+def test_a_failed_internal_job_cannot_be_retried_by_a_tenant(alice, internal_job):
+    services.job_promote(owner=internal_job.owner, job_id=internal_job.id)
+    Job.objects.filter(pk=internal_job._record.pk).update(state="failed")
+    error_of(alice.post(f"/api/job/{internal_job.id}/retry"), 403, "job_internal")
+    # code may
+    assert services.job_retry(owner=internal_job.owner, job_id=internal_job.id).state == "waiting"
+
+
+# -- interactive docs -------------------------------------------------------------------------
+
+
+def test_the_api_docs_are_served_with_their_own_assets(client):
+    response = client.get("/api/docs")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "swagger-ui" in page and "cdn" not in page.lower() and "/static/drf_spectacular_sidecar/" in page
+    asset = page.split('src="')[1].split('"')[0]
+    assert client.get(asset).status_code == 200
