@@ -33,7 +33,7 @@ class Stack:
         self.keys: dict[str, str] = {}
         self.redis_port = dev_redis.free_port()
         self.web_port = dev_redis.free_port()
-        self.database_url, self._drop_database = _database(workdir)
+        self.database_url, self._drop_database = throwaway_database(workdir)
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -237,7 +237,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, stack: Stac
         time.sleep(interval)
 
 
-def _database(workdir: Path) -> tuple[str, Callable[[], None]]:
+def throwaway_database(workdir: Path) -> tuple[str, Callable[[], None]]:
     """A fresh database for the stack: a SQLite file, or a new PostgreSQL database when DATABASE_URL names one."""
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
