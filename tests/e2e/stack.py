@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,7 +30,12 @@ class Stack:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.processes: dict[str, subprocess.Popen] = {}
+        # Processes that must be signalled as a whole process group (see start_worker's namespace).
+        self.grouped: set[str] = set()
         self.keys: dict[str, str] = {}
+        # A file here makes one claim or completion fail with a database error (tests/faults.py).
+        self.faults = workdir / "faults"
+        self.faults.mkdir()
         self.redis_port = dev_redis.free_port()
         self.web_port = dev_redis.free_port()
         self.database_url, self._drop_database = _database(workdir)
@@ -41,6 +48,7 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "INFO",
             "REDIS_VISIBILITY_TIMEOUT": "10",
+            "GRAVITY_TEST_FAULTS": str(self.faults),
             # The worker is another process: emails go to files the tests read.
             "EMAIL_URL": f"file://{workdir / 'mail'}",
         }
@@ -78,11 +86,12 @@ class Stack:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+    def spawn(self, name: str, command: list[str], preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "ab")
-        # A session of its own, so a test can kill a worker with all its pool processes at once.
+        # A session of its own, so a test can signal a worker with all its pool processes at once.
         process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=preexec_fn,
         )
         self.processes[name] = process
         return process
@@ -95,26 +104,43 @@ class Stack:
         )
         wait_until(lambda: self._answers(), 30, "the web server to answer", self)
 
-    def start_worker(self, name: str, concurrency: int = 2, *extra: str) -> subprocess.Popen:
+    def start_worker(
+        self, name: str, concurrency: int = 2, *extra: str, hostname: str | None = None, container: bool = False
+    ) -> subprocess.Popen:
+        """Start `python -m worker`; with container=True in a PID namespace of its own, as PID 1 (as in a container)."""
         log = self.workdir / f"{name}.log"
         offset = log.stat().st_size if log.exists() else 0
-        process = self.spawn(
-            name,
-            [sys.executable, "-m", "worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
-             "--without-mingle", "--without-gossip", *extra],
-        )
+        command = [sys.executable, "-m", "worker", "--concurrency", str(concurrency), "--hostname",
+                   hostname or f"{name}@%h", "--without-mingle", "--without-gossip", *extra]
+        preexec_fn = None
+        if container:
+            # unshare stays as the namespace's parent: it ignores SIGTERM (so a signal to the group
+            # reaches the worker alone, as in a container) and SIGKILLs the worker if it dies.
+            user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+            command = ["unshare", *user, "--pid", "--fork", "--kill-child", *command]
+            preexec_fn = partial(signal.signal, signal.SIGTERM, signal.SIG_IGN)
+            self.grouped.add(name)
+        process = self.spawn(name, command, preexec_fn)
         wait_until(lambda: b" ready." in log.read_bytes()[offset:], 60, f"{name} to be ready", self)
         return process
 
-    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30, group: bool = False) -> None:
+        """Signal a process (with group=True: every process of its group at once, as Heroku and docker stop do) and wait."""
         process = self.processes.pop(name, None)
         if process is None or process.poll() is not None:
             return
-        process.send_signal(sig)
+        group = group or name in self.grouped
+        if group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
+            if group:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
             process.wait()
 
     def kill(self, name: str) -> None:
@@ -128,6 +154,29 @@ class Stack:
             self.stop(name)
         self.http.close()
         self._drop_database()
+
+    def log(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+    def python(self, code: str) -> str:
+        """Run Python in a Django process of the stack (its database and broker); return what it printed."""
+        return self.manage("shell", "--verbosity", "0", "-c", code)
+
+    def redis(self):
+        import redis
+
+        return redis.Redis.from_url(self.env["REDIS_JOB_URL"])
+
+    def messages_in(self, queue: str) -> int:
+        """Messages in Redis for `queue`: in its priority lists, and taken by workers but not acknowledged."""
+        client = self.redis()
+        try:
+            keys = [queue, *(f"{queue}\x06\x16{step}" for step in range(1, 10))]
+            listed = sum(client.llen(key) for key in keys)
+            held = sum(json.loads(raw)[2] == queue for raw in client.hvals("unacked"))
+            return listed + held
+        finally:
+            client.close()
 
     def logs(self, lines: int = 40) -> str:
         parts = []
