@@ -120,27 +120,12 @@ def _claim(job_id: str, worker: str) -> tuple[str | None, Job | None]:
 
 def _run(record: Job, token: str) -> str:
     job_id = record.pk
-    patience = conf.get("LOCK_DURATION")
     function = registry.get(record.name)
     if function is None:
-        state = persist(
-            lambda: services.job_fail(
-                job_id=job_id,
-                token=token,
-                reason=f"No job function is registered as {record.name!r} in this worker.",
-                stacktrace="",
-                retry=False,
-            ),
-            job_id=job_id, what="failure", patience=patience,
-        )
-        return str(state) if state else "lost"
+        return _fail(job_id, token, f"No job function is registered as {record.name!r} in this worker.", retry=False)
     refusal = _timeout_refusal(record)
     if refusal is not None:
-        state = persist(
-            lambda: services.job_fail(job_id=job_id, token=token, reason=refusal, stacktrace="", retry=False),
-            job_id=job_id, what="failure", patience=patience,
-        )
-        return str(state) if state else "lost"
+        return _fail(job_id, token, refusal, retry=False)
     try:
         result = function.func(JobHandle(record, token=token))
         services.ensure_json(result, "the return value")
@@ -150,17 +135,21 @@ def _run(record: Job, token: str) -> str:
         else:
             logger.exception("Job %s (%s) failed", job_id, record.name)
             reason = str(exc) or type(exc).__name__
-        stacktrace = traceback.format_exc()
-        state = persist(
-            lambda: services.job_fail(job_id=job_id, token=token, reason=reason, stacktrace=stacktrace),
-            job_id=job_id, what="failure", patience=patience,
-        )
-        return str(state) if state else "lost"
+        return _fail(job_id, token, reason, stacktrace=traceback.format_exc())
     completed = persist(
         lambda: services.job_complete(job_id=job_id, token=token, return_value=result),
-        job_id=job_id, what="completion", patience=patience,
+        job_id=job_id, what="completion", patience=conf.get("LOCK_DURATION"),
     )
     return "completed" if completed else "lost"
+
+
+def _fail(job_id: str, token: str, reason: str, *, stacktrace: str = "", retry: bool = True) -> str:
+    """Record a failed attempt, trying again through database errors; return the job's new state, or 'lost'."""
+    state = persist(
+        lambda: services.job_fail(job_id=job_id, token=token, reason=reason, stacktrace=stacktrace, retry=retry),
+        job_id=job_id, what="failure", patience=conf.get("LOCK_DURATION"),
+    )
+    return str(state) if state else "lost"
 
 
 def _timeout_refusal(record: Job) -> str | None:
@@ -195,13 +184,5 @@ def job_fail_killed(*, job_id: str, pool_pid: int | None, seconds: float) -> str
     )
     if token is None:
         return None
-    state = persist(
-        lambda: services.job_fail(
-            job_id=job_id,
-            token=token,
-            reason=f"Job timed out and was killed after {seconds} s (opts.timeout).",
-            stacktrace="",
-        ),
-        job_id=job_id, what="failure", patience=conf.get("LOCK_DURATION"),
-    )
-    return str(state) if state else None
+    state = _fail(job_id, token, f"Job timed out and was killed after {seconds} s (opts.timeout).")
+    return None if state == "lost" else state

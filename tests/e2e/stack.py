@@ -13,11 +13,11 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import requests.adapters
 
+from devtools import postgres as dev_postgres
 from devtools import redis as dev_redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,17 +251,4 @@ def _database(workdir: Path) -> tuple[str, Callable[[], None]]:
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         return f"sqlite:///{workdir / 'e2e.sqlite3'}", lambda: None
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"gravity_e2e_{uuid.uuid4().hex[:10]}"
-    # Create and drop from the maintenance database: the one DATABASE_URL names may not exist.
-    admin_url = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return urlunsplit(parts._replace(path=f"/{name}")), drop
+    return dev_postgres.throwaway_database(url, "gravity_e2e")
