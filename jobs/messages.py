@@ -6,6 +6,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from celery import current_app
 from django.utils import timezone
@@ -134,12 +135,12 @@ class Broker:
         return datetime.fromisoformat(value.decode())
 
 
-def _redis(channel):
+def _redis(channel: object) -> Any:
     """The Redis client behind a kombu channel, or None when the broker is not Redis."""
     return channel.client if isinstance(channel, RedisChannel) else None
 
 
-def _held_message_ids(client, unacked_key: str) -> set[str]:
+def _held_message_ids(client: Any, unacked_key: str) -> set[str]:
     """Ids of the messages that workers have taken and not yet acknowledged (kombu's unacked hash)."""
     held = set()
     for raw in client.hvals(unacked_key):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -14,6 +16,8 @@ from . import conf, messages, services
 from .models import Job
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +74,8 @@ def jobs_sweep(*, now: datetime | None = None, broker: messages.Broker | None = 
     )
 
 
-def _ask(question, fallback, what: str):
+def _ask(question: Callable[[], T], fallback: T, what: str) -> T:
+    """The broker's answer, or `fallback` (with a warning) when it cannot be reached."""
     try:
         return question()
     except Exception:
