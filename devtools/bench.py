@@ -283,7 +283,7 @@ class Bench:
 
 
 def sweep_once() -> object:
-    from jobs.services import jobs_sweep
+    from jobs.sweep import jobs_sweep
 
     return jobs_sweep()
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from . import conf, registry, selectors, services
 from .errors import JobNotFound
 from .models import Job
+
+logger = logging.getLogger(__name__)
 
 _UNSET: Any = object()
 
@@ -30,7 +33,7 @@ class JobHandle:
     id = _field("public_id", "The job's id as its owner knows it (a string): the custom jobId, or one made for it.")
     owner = _field("owner", 'The account the job belongs to; "" for the system.')
     name = _field("name", "The name of the job function.")
-    queue = _field("queue", "The queue the job was added to.")
+    queue = _field("queue", "The queue the job went to: its job function's, else the Queue's it was added through.")
     data = _field("data", "The job's data, as loaded (see `reload`).")
     opts = _field("opts", "Bull's options of the job.")
     state = _field("state", "The state when this handle was last loaded (see `reload`).")
@@ -47,8 +50,17 @@ class JobHandle:
         return value
 
     def update(self, data: dict[str, Any]) -> None:
-        """Replace the job's data (Bull's job.update)."""
-        self._record = services.job_update_data(owner=self.owner, job_id=self.id, data=data, merge=False)
+        """Replace the job's data (Bull's job.update).
+
+        Inside a running job only the lock holder's write counts: a worker that lost the job
+        (its lock ran out and the job runs elsewhere) changes nothing.
+        """
+        if self._token is None:
+            self._record = services.job_update_data(owner=self.owner, job_id=self.id, data=data, merge=False)
+        elif services.job_set_data(job_id=self._record.pk, token=self._token, data=data):
+            self._record.data = data
+        else:
+            logger.warning("Job %s: lock lost; job.update() ignored", self._record.pk)
 
     def remove(self) -> None:
         """Delete the job; raises JobStarted if it is active or finished."""
@@ -89,6 +101,7 @@ class Queue:
     ) -> JobHandle:
         """Add a job; it is sent to the workers when the surrounding transaction commits.
 
+        The job goes to the queue its job function names, if it names one, else to this queue.
         `owner` is the account the job is for ("" for the system's own jobs); `job_id` is unique
         within that owner.
         """

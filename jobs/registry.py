@@ -53,5 +53,10 @@ def names(*, public_only: bool = False) -> list[str]:
     return sorted(name for name, function in _functions.items() if function.public or not public_only)
 
 
+def queues() -> list[str]:
+    """The queues that registered job functions name (not the default queue, which functions need not name)."""
+    return sorted({function.queue for function in _functions.values() if function.queue})
+
+
 def _qualname(func: Callable[..., Any]) -> str:
     return f"{func.__module__}.{func.__qualname__}"

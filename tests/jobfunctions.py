@@ -83,6 +83,26 @@ def solo_records(job):
     return records(job)
 
 
+@jobs.job("records_then_sleeps", public=True)
+def records_then_sleeps(job):
+    """Record the run, then take data["seconds"] to finish (a job that ends inside a grace period)."""
+    records(job)
+    time.sleep(job.data.get("seconds", 1))
+    return "slept"
+
+
+@jobs.job("reports_records", queue="reports", public=True)
+def reports_records(job):
+    """A job function on a queue of its own."""
+    return records(job)
+
+
+@jobs.job("backlog_records", queue="backlog", public=True)
+def backlog_records(job):
+    """A job function on a queue that only the test that needs it consumes."""
+    return records(job)
+
+
 @jobs.job("records_then_waits", public=True)
 def records_then_waits(job):
     """Record the run, then hold the worker until the gate opens (for crashes mid-job)."""

@@ -5,7 +5,8 @@ from gravity.settings import *  # noqa: F403
 # Faults are noticed in seconds, not minutes, so fault-injection tests stay short.
 JOBS = {  # noqa: F405
     **JOBS,  # noqa: F405
-    "MODULES": ["tests.jobfunctions"],
+    # tests.faults: injected database errors, and a delete receiver as audit apps connect one.
+    "MODULES": ["tests.jobfunctions", "tests.faults"],
     "LOCK_DURATION": 3.0,
     "SHUTDOWN_GRACE": 4.0,
     "RESEND_AFTER": 30.0,
