@@ -96,7 +96,17 @@ def job_execute(*, job_id: str, worker: str | None = None) -> str:
         else:
             logger.exception("Job %s (%s) failed", job_id, record.name)
             reason = str(exc) or type(exc).__name__
-        state = services.job_fail(job_id=job_id, reason=reason, stacktrace=traceback.format_exc(), token=token)
+        # The job function may choose how its failure is retried (a tracked task follows Celery:
+        # self.retry(countdown=…), autoretry_for); any other retries after the job's backoff.
+        choice = function.retry_choice(exc)
+        state = services.job_fail(
+            job_id=job_id,
+            reason=reason,
+            stacktrace=traceback.format_exc(),
+            retry=choice.retry,
+            retry_delay=choice.delay,
+            token=token,
+        )
         return str(state)
     if not services.job_complete(job_id=job_id, return_value=result, token=token):
         return "lost"

@@ -181,11 +181,18 @@ def job_complete(*, job_id: str, return_value: Any, token: str | None = None) ->
 
 
 def job_fail(
-    *, job_id: str, reason: str, stacktrace: str, retry: bool = True, token: str | None = None
+    *,
+    job_id: str,
+    reason: str,
+    stacktrace: str,
+    retry: bool = True,
+    retry_delay: int | None = None,
+    token: str | None = None,
 ) -> JobState | None:
     """Record a failed attempt: retry after the backoff if attempts are left, else fail the job.
 
     With retry=False the job fails now, whatever attempts are left (a retry cannot help).
+    `retry_delay` (ms) replaces the backoff for this retry (a tracked task's self.retry(countdown=…)).
     Returns the job's new state, or None if the job was no longer active (or no longer ours).
     """
     job = _holding(job_id, token).first()
@@ -203,6 +210,8 @@ def job_fail(
     if retry and attempts_made < job.attempts:
         wait = parse_options(job.opts).backoff
         wait_ms = wait.delay_after(attempts_made) if wait else 0
+        # A delay the job function chose for this retry (a tracked task's self.retry) wins.
+        wait_ms = wait_ms if retry_delay is None else retry_delay
         fields.update(
             state=JobState.DELAYED if wait_ms else JobState.WAITING,
             run_at=now + timedelta(milliseconds=wait_ms),
