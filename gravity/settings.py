@@ -191,7 +191,8 @@ CACHES = {
     }
 }
 CELERY_BROKER_URL = REDIS_JOB_URL
-CELERY_RESULT_BACKEND = "django-db"
+# A tracked task's job answers for its id (AsyncResult(id)); other tasks' results are django-celery-results'.
+CELERY_RESULT_BACKEND = "jobs.celery_compat.JobsResultBackend"
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

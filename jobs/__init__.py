@@ -31,7 +31,7 @@ _LAZY = {
     "JobHandle": "handles",
     "Queue": "handles",
     "job": "handles",
-    "task": "handles",
+    "task": "tracked",
     "JobState": "models",
 }
 
