@@ -177,6 +177,8 @@ JOBS = {
     "QUEUE": "jobs",
     "OWNER_RESOLVER": "accounts.services.account_key_for_request",
 }
+# Django's Tasks framework (django.tasks): @task functions enqueue jobs, run by the job workers.
+TASKS = {"default": {"BACKEND": "jobs.backends.JobsBackend"}}
 
 # Celery: the broker is the job queue's Redis. JSON only, never pickle.
 REDIS_JOB_URL = os.environ.get("REDIS_JOB_URL", "redis://127.0.0.1:6379/0")
