@@ -173,7 +173,7 @@ def _errors(job: Job) -> list[TaskError]:
 
 
 def _worker_ids(job: Job) -> list[str]:
-    """One entry per attempt, as Django counts them: the latest one's worker, "" for earlier ones (the row keeps one)."""
+    """One entry per attempt, as Django counts them: the latest's worker, "" for earlier ones (the row keeps one)."""
     ran = job.attempts_made + job.stalled_count + (job.state in (JobState.ACTIVE, JobState.COMPLETED))
     return [""] * (ran - 1) + [job.worker] if ran else []
 

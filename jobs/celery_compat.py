@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery import current_app, states
 from celery.app.base import Celery
@@ -108,6 +108,12 @@ class TrackedResult(AsyncResult):
     def __init__(self, id: str, *, app: Celery | None = None):
         app = app or current_app
         super().__init__(id, backend=jobs_result_backend(app), app=app)
+
+    def revoke(self, *args: Any, **kwargs: Any) -> NoReturn:
+        # Celery's revoke is a broadcast to workers that a job would ignore: say so, never do nothing.
+        raise NotImplementedError(
+            "A tracked task's job is not revoked: remove it before it starts, with result.job.remove()."
+        )
 
     @property
     def job(self) -> JobHandle:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from jobs import registry, services
 from jobs.backends import JobsBackend, bull_priority, for_owner
-from jobs.errors import InvalidJob
+from jobs.errors import InvalidJob, JobFailed
 from jobs.models import Job, JobState
 from jobs.runner import job_execute
 from tests import djangotasks
@@ -262,3 +262,25 @@ def test_get_result_finds_the_task_by_its_path_where_it_was_never_imported():
         assert default_task_backend.get_result(result.id).task.func is djangotasks.add.func
     finally:
         registry.register(function.name, function.func)
+
+
+def test_the_account_may_change_the_arguments_of_a_task_enqueued_for_it_before_it_runs(api_key, owner_of):
+    user, key = api_key("alice")
+    with for_owner(owner_of(user)):
+        result = djangotasks.add.enqueue(1, 2)
+    response = bearer_client(key).patch(f"/api/job/{result.id}", {"args": [100, 200]}, format="json")
+    assert response.status_code == 200
+    run(result)
+    assert djangotasks.add.get_result(result.id).return_value == 300
+
+
+def test_a_task_whose_workers_kept_dying_fails_with_job_failed():
+    result = djangotasks.add.enqueue(1, 2)
+    Job.objects.filter(pk=result.id).update(
+        state=JobState.FAILED, stalled_count=2, failed_reason=services.STALLED_REASON, processed_on=timezone.now(), worker="w:1:1"
+    )
+    result.refresh()
+    assert (result.status, result.attempts) == ("FAILED", 2)
+    assert [(error.exception_class, error.traceback) for error in result.errors] == [
+        (JobFailed, "job stalled more than allowable limit")
+    ]

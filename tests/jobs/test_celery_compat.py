@@ -128,3 +128,10 @@ def test_a_removed_jobs_result_is_pending_and_has_no_job():
     assert TrackedResult(result.id).state == "PENDING"
     with pytest.raises(JobNotFound, match=f"^No job with id '{result.id}'.$"):
         result.job
+
+
+def test_revoke_says_to_remove_the_job_instead():
+    result = add.apply_async((1, 2), countdown=60)
+    with pytest.raises(NotImplementedError, match=r"^A tracked task's job is not revoked: remove it before it starts, with result\.job\.remove\(\)\.$"):
+        result.revoke()
+    assert result.job.state == "delayed"
