@@ -120,7 +120,8 @@ class TaskHandle(JobHandle):
     @property
     def request(self) -> TaskRequest:
         return TaskRequest(
-            id=self.id,
+            # The id its result gave (result.id): the job's internal id.
+            id=self._record.pk,
             retries=self.attempts_made,
             args=list(self.data.get("args", [])),
             kwargs=dict(self.data.get("kwargs", {})),
@@ -143,7 +144,7 @@ class TaskHandle(JobHandle):
             if exc is not None:
                 raise exc
             raise MaxRetriesExceededError(
-                f"Can't retry {self.name}[{self.id}] args:{self.request.args} kwargs:{self.request.kwargs}"
+                f"Can't retry {self.name}[{self.request.id}] args:{self.request.args} kwargs:{self.request.kwargs}"
             )
         if eta is not None:
             _ensure_aware(eta, "eta")

@@ -75,7 +75,7 @@ def retries_then_succeeds(task, fail_times, countdown):
     """Celery's idiom: ask for a retry `countdown` seconds on, `fail_times` times, then succeed."""
     if task.request.retries < fail_times:
         raise task.retry(exc=ConnectionError(f"try {task.request.retries + 1} failed"), countdown=countdown)
-    return {"retries": task.request.retries, "max_retries": task.max_retries}
+    return {"retries": task.request.retries, "max_retries": task.max_retries, "id": task.request.id}
 
 
 @jobs.task(autoretry_for=(ConnectionError,), retry_backoff=1, retry_jitter=False, max_retries=2)

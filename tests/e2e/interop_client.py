@@ -105,6 +105,7 @@ def celery_idioms(workdir: str) -> dict[str, Any]:
 
     retried = retries_then_succeeds.delay(2, 1)
     seen["retried"] = retried.get(timeout=60)
+    seen["retried_id"] = retried.id
     job = retried.job.to_json()
     seen["retried_job"] = [job["attemptsMade"], job["finishedOn"] - job["timestamp"]]
 

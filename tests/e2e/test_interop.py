@@ -61,7 +61,7 @@ def test_celerys_idioms_work_on_tracked_tasks(stack, tmp_path):
     assert seen["async_result"] == ["SUCCESS", True, True, 5]
     assert seen["raised"] == "ValueError('card declined')"
     assert seen["failed"] == ["FAILURE", True, "ValueError: card declined"]
-    assert seen["retried"] == {"retries": 2, "max_retries": 2}
+    assert seen["retried"] == {"retries": 2, "max_retries": 2, "id": seen["retried_id"]}
     attempts_made, took = seen["retried_job"]
     assert attempts_made == 2 and took >= 2000  # two retries, each 1 s on (countdown=1)
     attempts_made, took = seen["autoretried_job"]

@@ -68,9 +68,9 @@ def test_a_bound_task_gets_its_job_handle_with_celerys_request_first():
     result = progress_task.apply_async(["hello"])
     run(result)
     assert (result.get(), result.job.progress()) == ("hello", {"label": "hello"})
-    request_seen = retries_then_succeeds.delay(0, 1)
+    request_seen = retries_then_succeeds.apply_async((0, 1), task_id="named-7")
     run(request_seen)
-    assert request_seen.get() == {"retries": 0, "max_retries": 2}
+    assert request_seen.get() == {"retries": 0, "max_retries": 2, "id": request_seen.id}
 
 
 def test_countdown_and_eta_become_the_jobs_delay():
@@ -181,7 +181,7 @@ def test_self_retry_schedules_the_next_attempt_after_its_countdown():
     run(result)
     make_due(result)
     assert run(result) == "completed"
-    assert result.get() == {"retries": 2, "max_retries": 2}
+    assert result.get() == {"retries": 2, "max_retries": 2, "id": result.id}
 
 
 def test_self_retry_at_an_eta_waits_until_then(declared):
