@@ -40,18 +40,12 @@ def test_djangos_tasks_api_runs_on_the_workers(stack):
 
 def test_djangos_priorities_order_the_queue(stack, tmp_path):
     """One single-process worker on the solo queue: once it is free it takes Django's tasks by priority."""
-    stack.start_worker("solo", 1, "--queues", "solo")
-    try:
-        gate = stack.gate()
-        blocker = stack.add("solo_gate", {"gate": str(gate)})
-        stack.wait_for(blocker["id"], "active")
-        order = tmp_path / "order.txt"
+    order = tmp_path / "order.txt"
+    with stack.held_solo_worker() as gate:
         client(stack, "django_priorities", path=str(order))
         gate.touch()
         wait_until(lambda: order.exists() and len(order.read_text().splitlines()) == 4, 60, "the four tasks", stack)
-        assert order.read_text().splitlines() == ["highest", "high", "default", "lowest"]
-    finally:
-        stack.stop("solo")
+    assert order.read_text().splitlines() == ["highest", "high", "default", "lowest"]
 
 
 def test_celerys_idioms_work_on_tracked_tasks(stack, tmp_path):

@@ -23,6 +23,15 @@ def run(result):
     return job_execute(job_id=result.id, worker="test:1")
 
 
+def run_expecting_a_wait(result, seconds):
+    """Run the job once; check that its next attempt waits `seconds`; return its row."""
+    before = timezone.now()
+    run(result)
+    record = Job.objects.get(pk=result.id)
+    assert before + timedelta(seconds=seconds) <= record.run_at <= timezone.now() + timedelta(seconds=seconds)
+    return record
+
+
 def make_due(result):
     """Let a delayed retry run now (tests of real waits run against a worker: tests/e2e)."""
     Job.objects.filter(pk=result.id, state=JobState.DELAYED).update(state=JobState.WAITING)
@@ -171,11 +180,8 @@ def test_by_bulls_rules_attempts_retry_any_failure(declared):
 
 def test_self_retry_schedules_the_next_attempt_after_its_countdown():
     result = retries_then_succeeds.delay(2, 30)
-    before = timezone.now()
-    assert run(result) == "delayed"
-    record = Job.objects.get(pk=result.id)
-    assert before + timedelta(seconds=30) <= record.run_at <= timezone.now() + timedelta(seconds=30)
-    assert (result.state, record.failed_reason) == ("RETRY", "Retry in 30s: ConnectionError('try 1 failed')")
+    record = run_expecting_a_wait(result, 30)
+    assert (result.state, record.state, record.failed_reason) == ("RETRY", "delayed", "Retry in 30s: ConnectionError('try 1 failed')")
     assert isinstance(result.info, Retry)
     make_due(result)
     run(result)
@@ -205,12 +211,7 @@ def test_self_retry_without_a_countdown_waits_default_retry_delay(declared):
     def retries_later(task):
         raise task.retry()
 
-    result = retries_later.delay()
-    before = timezone.now()
-    run(result)
-    record = Job.objects.get(pk=result.id)
-    assert before + timedelta(seconds=45) <= record.run_at <= timezone.now() + timedelta(seconds=45)
-    assert record.failed_reason == "Retry in 45s"
+    assert run_expecting_a_wait(retries_later.delay(), 45).failed_reason == "Retry in 45s"
 
 
 def test_self_retry_under_bulls_attempts_waits_the_jobs_backoff(declared):
@@ -218,11 +219,7 @@ def test_self_retry_under_bulls_attempts_waits_the_jobs_backoff(declared):
     def retries_with_backoff(task):
         raise task.retry(exc=KeyError("k"))
 
-    result = retries_with_backoff.delay()
-    before = timezone.now()
-    run(result)
-    record = Job.objects.get(pk=result.id)
-    assert before + timedelta(seconds=7) <= record.run_at <= timezone.now() + timedelta(seconds=7)
+    record = run_expecting_a_wait(retries_with_backoff.delay(), 7)
     assert record.failed_reason == "Retry after the job's backoff: KeyError('k')"
 
 
