@@ -14,7 +14,7 @@ from django.core import checks
 from django.tasks import DEFAULT_TASK_QUEUE_NAME, Task, TaskContext, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
-from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
@@ -80,7 +80,6 @@ class JobsBackend(BaseTaskBackend):
         # Django's own rule (a TypeError naming the type), then ours: no NaN, NUL or lone surrogates.
         arguments = {"args": normalize_json(args), "kwargs": normalize_json(kwargs)}
         services.ensure_json(arguments, "the task's arguments")
-        opts = {option: self.options[key] for key, option in KNOWN_OPTIONS.items() if key in self.options}
         job = services.job_create(
             name=task.module_path,
             data={
@@ -93,7 +92,11 @@ class JobsBackend(BaseTaskBackend):
                     "run_after": None if task.run_after is None else task.run_after.isoformat(),
                 },
             },
-            opts={**opts, "delay": self._delay(task.run_after), "priority": bull_priority(task.priority)},
+            opts={
+                **self._job_options(),
+                "delay": self._delay(task.run_after),
+                "priority": bull_priority(task.priority),
+            },
             queue=conf.get("QUEUE") if task.queue_name == DEFAULT_TASK_QUEUE_NAME else task.queue_name,
             owner=_owner.get(),
         )
@@ -119,9 +122,13 @@ class JobsBackend(BaseTaskBackend):
             )
             return
         try:
-            parse_options({option: self.options[key] for key, option in KNOWN_OPTIONS.items() if key in self.options})
+            parse_options(self._job_options())
         except InvalidJob as exc:
             yield checks.Error(f"TASKS[{self.alias!r}]['OPTIONS']: {exc}", id="jobs.E009")
+
+    def _job_options(self) -> dict[str, Any]:
+        """The Bull options that OPTIONS give every job of this backend."""
+        return {option: self.options[key] for key, option in KNOWN_OPTIONS.items() if key in self.options}
 
     def _delay(self, run_after: datetime | None) -> int:
         if run_after is None:
@@ -134,15 +141,9 @@ class JobsBackend(BaseTaskBackend):
 
 def task_result(job: Job, task: Task) -> TaskResult:
     """The job as Django's TaskResult of `task` (its priority, queue and run_after as enqueued)."""
-    settings = job.data.get("task", {})
-    run_after = settings.get("run_after")
+    enqueued = _as_enqueued(task, job)
     result = TaskResult(
-        task=task.using(
-            priority=settings.get("priority"),
-            queue_name=settings.get("queue_name"),
-            run_after=None if run_after is None else datetime.fromisoformat(run_after),
-            backend=settings.get("backend"),
-        ),
+        task=enqueued,
         id=job.pk,
         status=STATUSES[job.state],
         enqueued_at=job.created_at,
@@ -151,7 +152,7 @@ def task_result(job: Job, task: Task) -> TaskResult:
         last_attempted_at=job.processed_on,
         args=job.data.get("args", []),
         kwargs=job.data.get("kwargs", {}),
-        backend=settings.get("backend", task.backend),
+        backend=enqueued.backend,
         errors=_errors(job),
         worker_ids=_worker_ids(job),
     )
@@ -159,6 +160,24 @@ def task_result(job: Job, task: Task) -> TaskResult:
         # Django keeps the value in a field that is not an init argument, as its own backends set it.
         object.__setattr__(result, "_return_value", job.return_value)
     return result
+
+
+def _as_enqueued(task: Task, job: Job) -> Task:
+    """The task with the priority, queue, run_after and backend it was enqueued with (kept in the job's data)."""
+    stored = job.data.get("task")
+    if not isinstance(stored, dict):
+        return task
+    try:
+        run_after = stored.get("run_after")
+        return task.using(
+            priority=stored.get("priority"),
+            queue_name=stored.get("queue_name"),
+            run_after=None if run_after is None else datetime.fromisoformat(run_after),
+            backend=stored.get("backend"),
+        )
+    except (InvalidTask, InvalidTaskBackend, TypeError, ValueError):
+        # The job's owner may change its data (PATCH): then report the task as declared.
+        return task
 
 
 def _errors(job: Job) -> list[TaskError]:

@@ -272,6 +272,10 @@ def test_the_account_may_change_the_arguments_of_a_task_enqueued_for_it_before_i
     assert response.status_code == 200
     run(result)
     assert djangotasks.add.get_result(result.id).return_value == 300
+    # What it changes in the task's own settings is not believed: the result shows the task as declared.
+    for patched in ({"task": "x"}, {"task": {"priority": 500, "backend": "nope", "run_after": "soon"}}):
+        assert bearer_client(key).patch(f"/api/job/{result.id}", patched, format="json").status_code == 200
+        assert djangotasks.add.get_result(result.id).task == djangotasks.add
 
 
 def test_a_task_whose_workers_kept_dying_fails_with_job_failed():
