@@ -135,7 +135,10 @@ def _run(record: Job, token: str) -> str:
         else:
             logger.exception("Job %s (%s) failed", job_id, record.name)
             reason = str(exc) or type(exc).__name__
-        return _fail(job_id, token, reason, stacktrace=traceback.format_exc())
+        # The job function may choose how its failure is retried (a tracked task follows Celery:
+        # self.retry(countdown=…), autoretry_for); any other retries after the job's backoff.
+        choice = function.retry_choice(exc)
+        return _fail(job_id, token, reason, stacktrace=traceback.format_exc(), retry=choice.retry, retry_delay=choice.delay)
     completed = persist(
         lambda: services.job_complete(job_id=job_id, token=token, return_value=result),
         job_id=job_id, what="completion", patience=conf.get("LOCK_DURATION"),
@@ -143,10 +146,14 @@ def _run(record: Job, token: str) -> str:
     return "completed" if completed else "lost"
 
 
-def _fail(job_id: str, token: str, reason: str, *, stacktrace: str = "", retry: bool = True) -> str:
+def _fail(
+    job_id: str, token: str, reason: str, *, stacktrace: str = "", retry: bool = True, retry_delay: int | None = None
+) -> str:
     """Record a failed attempt, trying again through database errors; return the job's new state, or 'lost'."""
     state = persist(
-        lambda: services.job_fail(job_id=job_id, token=token, reason=reason, stacktrace=stacktrace, retry=retry),
+        lambda: services.job_fail(
+            job_id=job_id, token=token, reason=reason, stacktrace=stacktrace, retry=retry, retry_delay=retry_delay
+        ),
         job_id=job_id, what="failure", patience=conf.get("LOCK_DURATION"),
     )
     return str(state) if state else "lost"

@@ -203,27 +203,34 @@ def job_complete(*, job_id: str, token: str, return_value: Any) -> bool:
     )
 
 
-def job_fail(*, job_id: str, token: str, reason: str, stacktrace: str, retry: bool = True) -> JobState | None:
+def job_fail(
+    *, job_id: str, token: str, reason: str, stacktrace: str, retry: bool = True, retry_delay: int | None = None
+) -> JobState | None:
     """Record a failed attempt: active → failed, or job_reschedule if attempts are left.
 
     With retry=False the job fails now, whatever attempts are left (a retry cannot help).
+    `retry_delay` (ms) replaces the backoff for this retry (a tracked task's self.retry(countdown=…)).
     Returns the job's new state, or None if the job was no longer active or no longer ours.
     """
     job = _held(job_id, token).order_by().first()
     if job is None:
         return None
     if retry and job.attempts_made + 1 < job.attempts:
-        return job_reschedule(job=job, token=token, reason=reason, stacktrace=stacktrace)
+        return job_reschedule(job=job, token=token, reason=reason, stacktrace=stacktrace, retry_delay=retry_delay)
     now = timezone.now()
     fields = {**_failed_attempt(job, reason, stacktrace), "state": JobState.FAILED, "finished_on": now}
     return JobState.FAILED if _held(job_id, token).update(**fields) else None
 
 
-def job_reschedule(*, job: Job, token: str, reason: str, stacktrace: str) -> JobState | None:
+def job_reschedule(
+    *, job: Job, token: str, reason: str, stacktrace: str, retry_delay: int | None = None
+) -> JobState | None:
     """Record a failed attempt of the running `job` and schedule the next: active → delayed (backoff) or waiting."""
     now = timezone.now()
     wait = parse_options(job.opts).backoff
     wait_ms = wait.delay_after(job.attempts_made + 1) if wait else 0
+    # A delay the job function chose for this retry (a tracked task's self.retry) wins.
+    wait_ms = wait_ms if retry_delay is None else retry_delay
     state = JobState.DELAYED if wait_ms else JobState.WAITING
     fields = {
         **_failed_attempt(job, reason, stacktrace),

@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,24 @@ class Stack:
         process = self.spawn(name, command, env, preexec_fn)
         wait_until(lambda: b" ready." in log.read_bytes()[offset:], 60, f"{name} to be ready", self)
         return process
+
+    @contextmanager
+    def held_solo_worker(self) -> Iterator[Path]:
+        """Run a one-process worker alone on the "solo" queue, held by a job that waits for the gate it yields.
+
+        What is added to the queue meanwhile waits; once the gate exists the worker takes it in queue
+        order. The stack's worker stops meanwhile: it consumes every queue a job function names.
+        """
+        self.stop("worker")
+        self.start_worker("solo", 1, "--queues", "solo")
+        try:
+            gate = self.gate()
+            blocker = self.add("solo_gate", {"gate": str(gate)})
+            self.wait_for(blocker["id"], "active")
+            yield gate
+        finally:
+            self.stop("solo")
+            self.start_worker("worker")
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30, group: bool = False) -> None:
         """Signal a process (with group=True: every process of its group at once, as Heroku and docker stop do) and wait."""

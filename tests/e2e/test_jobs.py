@@ -175,19 +175,16 @@ def test_job_functions_use_the_django_database(stack):
     assert {"alice", "bob"} <= set(done["returnvalue"])
 
 
-def test_higher_priority_jobs_run_first(stack, workers, tmp_path):
-    """One single-process worker, alone on its queue: once it is free it takes jobs by priority."""
-    workers("solo", 1, "--queues", "solo")
-    gate = stack.gate()
-    blocker = stack.add("solo_gate", {"gate": str(gate)})
-    stack.wait_for(blocker["id"], "active")
-    order = tmp_path / "order.txt"
-    added = [
-        stack.add("solo_records", {"path": str(order), "label": label}, opts)["id"]
-        for label, opts in [("none", {}), ("low", {"priority": 8}), ("high", {"priority": 1}), ("mid", {"priority": 3})]
-    ]
-    gate.touch()
-    for job_id in added:
-        stack.wait_for(job_id)
+def test_higher_priority_jobs_run_first(stack, tmp_path):
+    """One single-process worker on its own queue: once it is free it takes jobs by priority."""
+    with stack.held_solo_worker() as gate:
+        order = tmp_path / "order.txt"
+        added = [
+            stack.add("solo_records", {"path": str(order), "label": label}, opts)["id"]
+            for label, opts in [("none", {}), ("low", {"priority": 8}), ("high", {"priority": 1}), ("mid", {"priority": 3})]
+        ]
+        gate.touch()
+        for job_id in added:
+            stack.wait_for(job_id)
     ran = [line.split()[0] for line in order.read_text().splitlines()]
     assert ran == [added[2], added[3], added[1], added[0]]

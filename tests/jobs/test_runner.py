@@ -14,9 +14,9 @@ pytestmark = pytest.mark.django_db
 
 
 @contextmanager
-def registered(name, func):
+def registered(name, func, **options):
     """Register a job function for one test."""
-    registry.register(name, func)
+    registry.register(name, func, **options)
     try:
         yield
     finally:
