@@ -5,6 +5,8 @@ from django.core.checks import Error, Warning, register
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
+from .errors import InvalidJob
+from .options import Retention
 from .worker import pool_name
 
 
@@ -24,12 +26,20 @@ def check_jobs_settings(app_configs=None, **kwargs):
             raise ImportError
     except ImportError:
         errors.append(Error(f"JOBS['OWNER_RESOLVER'] {values['OWNER_RESOLVER']!r} is not an importable callable.", id="jobs.E004"))
-    for key in ("SWEEP_INTERVAL", "SEND_GRACE", "RESEND_AFTER", "LOCK_DURATION", "TIMEOUT_GRACE", "SHUTDOWN_GRACE"):
+    for key in ("SWEEP_INTERVAL", "SEND_GRACE", "RESEND_AFTER", "LOCK_DURATION", "TIMEOUT_GRACE", "SHUTDOWN_GRACE", "CLEAN_INTERVAL"):
         if isinstance(values[key], bool) or not isinstance(values[key], int | float) or values[key] < 0:
             errors.append(Error(f"JOBS[{key!r}] must be a number of seconds, 0 or more.", id="jobs.E005"))
     if isinstance(values["MAX_STALLED_COUNT"], bool) or not isinstance(values["MAX_STALLED_COUNT"], int) or values["MAX_STALLED_COUNT"] < 0:
         errors.append(Error("JOBS['MAX_STALLED_COUNT'] must be a whole number, 0 or more.", id="jobs.E006"))
-    for key in ("SWEEP_BATCH", "MAX_ATTEMPTS", "MAX_DELAY", "STACKTRACE_LIMIT", "MAX_BODY_BYTES", "MAX_JSON_DEPTH"):
+    for key in ("REMOVE_ON_COMPLETE", "REMOVE_ON_FAIL"):
+        try:
+            Retention.parse(values[key], key)
+        except InvalidJob:
+            errors.append(Error(
+                f"JOBS[{key!r}] must be True, False, a number of jobs to keep, or {{'age': seconds, 'count': jobs}}.",
+                id="jobs.E010",
+            ))
+    for key in ("SWEEP_BATCH", "CLEAN_BATCH", "MAX_ATTEMPTS", "MAX_DELAY", "STACKTRACE_LIMIT", "MAX_BODY_BYTES", "MAX_JSON_DEPTH"):
         if isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 1:
             errors.append(Error(f"JOBS[{key!r}] must be a whole number, 1 or more.", id="jobs.E006"))
     if values["RATE_LIMIT"] is not None and not _valid_rate(values["RATE_LIMIT"]):

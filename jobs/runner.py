@@ -14,7 +14,7 @@ from typing import TypeVar
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError, connection
 
-from . import conf, registry, services
+from . import conf, logs, registry, services
 from .handles import JobHandle
 from .models import Job, JobState
 
@@ -98,7 +98,7 @@ def job_execute(*, job_id: str, worker: str | None = None) -> str:
         return "skipped"
     # The lock is kept while the outcome is written too: a write that has to wait for the
     # database must not lose the job to a sweep meanwhile.
-    with LockKeeper(job_id, token):
+    with LockKeeper(job_id, token), logs.running(job_id=record.public_id, name=record.name):
         return _run(record, token)
 
 
@@ -140,7 +140,7 @@ def _run(record: Job, token: str) -> str:
         choice = function.retry_choice(exc)
         return _fail(job_id, token, reason, stacktrace=traceback.format_exc(), retry=choice.retry, retry_delay=choice.delay)
     completed = persist(
-        lambda: services.job_complete(job_id=job_id, token=token, return_value=result),
+        lambda: services.job_complete(job_id=job_id, token=token, return_value=result, opts=record.opts),
         job_id=job_id, what="completion", patience=conf.get("LOCK_DURATION"),
     )
     return "completed" if completed else "lost"

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import conf, messages, registry
+from . import conf, messages, registry, retention
 from .errors import (
     InvalidJob,
     JobExists,
@@ -193,11 +193,15 @@ def _held(job_id: str, token: str) -> JobQuerySet:
     return Job.objects.filter(pk=job_id, state=JobState.ACTIVE, lock_token=token)
 
 
-def job_complete(*, job_id: str, token: str, return_value: Any) -> bool:
-    """active → completed, with its result."""
+def job_complete(*, job_id: str, token: str, return_value: Any, opts: dict[str, Any] | None = None) -> bool:
+    """active → completed, with its result; `opts` (the job's, read here if not given) say how long it is kept."""
+    if opts is None:
+        opts = Job.objects.filter(pk=job_id).values_list("opts", flat=True).first() or {}
+    now = timezone.now()
+    kept = retention.finished_fields(opts=opts, state=JobState.COMPLETED, finished_on=now)
     return (
         _held(job_id, token).update(
-            state=JobState.COMPLETED, return_value=return_value, finished_on=timezone.now(), **UNLOCKED
+            state=JobState.COMPLETED, return_value=return_value, finished_on=now, **kept, **UNLOCKED
         )
         == 1
     )
@@ -218,7 +222,10 @@ def job_fail(
     if retry and job.attempts_made + 1 < job.attempts:
         return job_reschedule(job=job, token=token, reason=reason, stacktrace=stacktrace, retry_delay=retry_delay)
     now = timezone.now()
-    fields = {**_failed_attempt(job, reason, stacktrace), "state": JobState.FAILED, "finished_on": now}
+    fields = {
+        **_failed_attempt(job, reason, stacktrace), "state": JobState.FAILED, "finished_on": now,
+        **retention.finished_fields(opts=job.opts, state=JobState.FAILED, finished_on=now),
+    }
     return JobState.FAILED if _held(job_id, token).update(**fields) else None
 
 
@@ -282,10 +289,13 @@ def jobs_recover_stalled(*, now: datetime, limit: int) -> tuple[list[str], int]:
     back from the broker too; the claim runs the job once whichever message arrives first.
     """
     recovered, failed = [], 0
-    for job in list(Job.objects.stalled(now).values("pk", "lock_token", "stalled_count")[:limit]):
+    for job in list(Job.objects.stalled(now).values("pk", "lock_token", "stalled_count", "opts")[:limit]):
         stalled_count = job["stalled_count"] + 1
         if stalled_count > conf.get("MAX_STALLED_COUNT"):
-            fields = {"state": JobState.FAILED, "failed_reason": STALLED_REASON, "finished_on": now}
+            fields = {
+                "state": JobState.FAILED, "failed_reason": STALLED_REASON, "finished_on": now,
+                **retention.finished_fields(opts=job["opts"], state=JobState.FAILED, finished_on=now),
+            }
         else:
             fields = {"state": JobState.WAITING, "run_at": now, "sent_at": None}
         if not _held(job["pk"], job["lock_token"]).update(stalled_count=stalled_count, **fields, **UNLOCKED):
@@ -373,7 +383,7 @@ def job_retry(*, owner: str, job_id: str, public_only: bool = False) -> Job:
     now = timezone.now()
     retried = Job.objects.filter(pk=pk, state=JobState.FAILED).update(
         state=JobState.WAITING, attempts_made=0, stalled_count=0, progress=0, return_value=None,
-        failed_reason=None, processed_on=None, finished_on=None, run_at=now, sent_at=None,
+        failed_reason=None, processed_on=None, finished_on=None, run_at=now, sent_at=None, **retention.NOT_FINISHED,
     )
     if not retried:
         raise JobNotFailed(job_id, _state_of(pk, job_id))

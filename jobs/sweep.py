@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from . import conf, messages, services
+from .retention import CleanReport, jobs_clean
 from .models import Job
 
 logger = logging.getLogger(__name__)
@@ -100,9 +102,27 @@ class Sweeper:
             self._thread.join(timeout)
 
     def run(self) -> None:
+        cleaned = time.monotonic()
         while not self._stop.wait(self.interval):
             self.sweep_once()
+            every = conf.get("CLEAN_INTERVAL")
+            if every and time.monotonic() - cleaned >= every:
+                cleaned = time.monotonic()
+                self.clean_once()
         connection.close()
+
+    def clean_once(self) -> CleanReport | None:
+        """Remove the finished jobs that are due (retention), a batch per DELETE."""
+        close_old_connections()
+        try:
+            report = jobs_clean()
+        except Exception:
+            logger.exception("Cleaning finished jobs failed; trying again in %ss", conf.get("CLEAN_INTERVAL"))
+            connection.close()
+            return None
+        if report.expired or report.over_count:
+            logger.info("Removed %d finished jobs past their age and %d beyond their count", report.expired, report.over_count)
+        return report
 
     def sweep_once(self) -> SweepReport | None:
         close_old_connections()
