@@ -106,7 +106,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and every worker write to one file: IMMEDIATE transactions take the write
     # lock up front (so read-modify-write blocks such as a PATCH merge serialize instead of
     # failing), WAL lets readers run beside a writer, and the timeout waits out a busy writer.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Connections are kept as on PostgreSQL (DATABASE_CONN_MAX_AGE): a worker opened one per job.
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,

@@ -49,7 +49,13 @@ def jobs_sweep(*, now: datetime | None = None, broker: messages.Broker | None = 
     promoted = len(to_send)
     recovered, stalled_out = services.jobs_recover_stalled(now=now, limit=batch)
     to_send += recovered
-    to_send += Job.objects.unsent(now - timedelta(seconds=conf.get("SEND_GRACE"))).values_list("pk", flat=True)[:batch]
+    # A job added on a tracking broker records its send only in the message's key: read the keys
+    # before sending anything, so a message that did leave is noted, not sent twice.
+    unsent = list(Job.objects.unsent(now - timedelta(seconds=conf.get("SEND_GRACE"))).values_list("pk", flat=True)[:batch])
+    left = _ask(lambda: broker.sent(unsent), set(), "look for messages")
+    if left:
+        services.jobs_note_sent(job_ids=left, now=now)
+    to_send += [job_id for job_id in unsent if job_id not in left]
     resend_before = now - timedelta(seconds=conf.get("RESEND_AFTER"))
     lost_before = _ask(broker.lost_before, None, "check its mark")
     if lost_before is not None and lost_before > resend_before:
