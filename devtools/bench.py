@@ -91,13 +91,13 @@ class Bench:
 
     @contextmanager
     def web(self) -> Iterator[tuple[str, subprocess.Popen]]:
-        """gunicorn as the Procfile runs it: 2 processes × 4 threads."""
+        """gunicorn as the Procfile runs it: 2 uvicorn processes, 4 threads each for the sync views."""
         from devtools.redis import free_port
 
         port = free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "gravity.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--workers", "2", "--threads", "4", "--log-level", "warning"],
+            [sys.executable, "-m", "gunicorn", "gravity.asgi:application", "--bind", f"127.0.0.1:{port}",
+             "--workers", "2", "--log-level", "warning"],
             cwd=ROOT, env=self.env, stdout=open(self.workdir / "web.log", "ab"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )

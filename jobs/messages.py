@@ -26,6 +26,8 @@ MESSAGE_KEY = "gravity-jobs:message:{}"
 # Keys of jobs that vanished with their message still queued expire. A sweep that finds a job's
 # message still queued renews the key, so a long backlog keeps its keys.
 MESSAGE_KEY_TTL = 7 * 24 * 3600
+# Where a job's changes are announced, for the live event streams of GET /api/job/<id>/events.
+EVENTS_CHANNEL = "gravity-jobs:events:{}"
 # Deleted only if it still names the message being forgotten: a newer message of the same job
 # (a retry sent while the old one was being acknowledged) keeps its key.
 _FORGET = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -91,6 +93,13 @@ class Broker:
             if client is not None:
                 client.set(MESSAGE_KEY.format(message.job_id), result.id, ex=MESSAGE_KEY_TTL)
         return result.id
+
+    def announce(self, job_id: str) -> None:
+        """Tell whoever watches the job (its live events) that its row changed; nothing if nobody does."""
+        with current_app.pool.acquire(block=True) as conn:
+            client = _redis(conn.default_channel)
+            if client is not None:
+                client.publish(EVENTS_CHANNEL.format(job_id), b"changed")
 
     def forget(self, job_id: str, message_id: str) -> None:
         """Stop tracking a message that a worker has taken for good (acknowledged, not requeued)."""

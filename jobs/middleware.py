@@ -34,7 +34,9 @@ class ChunkedBodyMiddleware:
         return self.get_response(request)
 
     def _read_whole_body(self, request) -> JsonResponse | None:
-        if not request.META.get("wsgi.input_terminated"):
+        # gunicorn's sync workers say their stream ends with the body; an ASGI server behind an
+        # ASGI-to-WSGI adapter (a2wsgi, which puts the scope in the environ) always ends it there.
+        if not (request.META.get("wsgi.input_terminated") or "asgi.scope" in request.META):
             message = "This server cannot read a chunked body: send a Content-Length."
             return JsonResponse(error_body(411, "length_required", message), status=411)
         limit = conf.get("MAX_BODY_BYTES")

@@ -130,6 +130,18 @@ def _send_created(message: messages.Outgoing) -> None:
         Job.objects.filter(pk=message.job_id, state=JobState.WAITING).update(sent_at=timezone.now())
 
 
+def _announce(job_id: str) -> None:
+    """Tell the job's live event streams that it changed, once the write commits; a broker error is only logged."""
+    transaction.on_commit(partial(_tell_watchers, job_id))
+
+
+def _tell_watchers(job_id: str) -> None:
+    try:
+        messages.broker().announce(job_id)
+    except Exception:
+        logger.debug("Could not announce a change of job %s to its watchers", job_id, exc_info=True)
+
+
 def celery_priority(priority: int | None) -> int:
     return UNPRIORITIZED_STEP if priority is None else min(priority - 1, UNPRIORITIZED_STEP - 1)
 
@@ -211,9 +223,13 @@ def job_claim(*, job_id: str, worker: str) -> Job | None:
     if _update_returns_rows():
         # One statement claims and loads the row: UPDATE … WHERE state = 'waiting' RETURNING *.
         claimed = list(Job.objects.raw(*_claim_sql(job_id, fields)))
-        return claimed[0] if claimed else None
-    won = Job.objects.filter(pk=job_id, state=JobState.WAITING).update(**fields)
-    return Job.objects.get(pk=job_id) if won else None
+        job = claimed[0] if claimed else None
+    else:
+        won = Job.objects.filter(pk=job_id, state=JobState.WAITING).update(**fields)
+        job = Job.objects.get(pk=job_id) if won else None
+    if job is not None:
+        _announce(job_id)
+    return job
 
 
 def _update_returns_rows() -> bool:
@@ -245,12 +261,12 @@ def job_complete(*, job_id: str, token: str, return_value: Any, opts: dict[str, 
         opts = Job.objects.filter(pk=job_id).values_list("opts", flat=True).first() or {}
     now = timezone.now()
     kept = retention.finished_fields(opts=opts, state=JobState.COMPLETED, finished_on=now)
-    return (
-        _held(job_id, token).update(
-            state=JobState.COMPLETED, return_value=return_value, finished_on=now, **kept, **UNLOCKED
-        )
-        == 1
-    )
+    completed = _held(job_id, token).update(
+        state=JobState.COMPLETED, return_value=return_value, finished_on=now, **kept, **UNLOCKED
+    ) == 1
+    if completed:
+        _announce(job_id)
+    return completed
 
 
 def job_fail(
@@ -272,7 +288,10 @@ def job_fail(
         **_failed_attempt(job, reason, stacktrace), "state": JobState.FAILED, "finished_on": now,
         **retention.finished_fields(opts=job.opts, state=JobState.FAILED, finished_on=now),
     }
-    return JobState.FAILED if _held(job_id, token).update(**fields) else None
+    if not _held(job_id, token).update(**fields):
+        return None
+    _announce(job_id)
+    return JobState.FAILED
 
 
 def job_reschedule(
@@ -293,6 +312,7 @@ def job_reschedule(
     }
     if _held(job.pk, token).update(**fields) != 1:
         return None
+    _announce(job.pk)
     if state == JobState.WAITING:
         transaction.on_commit(partial(job_send, job_id=job.pk))
     return state
@@ -315,7 +335,10 @@ def job_release(*, job_id: str, token: str) -> bool:
     back (at once when the worker closes its connection, else after its visibility timeout).
     """
     now = timezone.now()
-    return _held(job_id, token).update(state=JobState.WAITING, run_at=now, sent_at=now, **UNLOCKED) == 1
+    released = _held(job_id, token).update(state=JobState.WAITING, run_at=now, sent_at=now, **UNLOCKED) == 1
+    if released:
+        _announce(job_id)
+    return released
 
 
 def jobs_promote_due(*, now: datetime, limit: int) -> list[str]:
@@ -325,6 +348,7 @@ def jobs_promote_due(*, now: datetime, limit: int) -> list[str]:
         # Several workers sweep at once; the guarded update lets exactly one promote each job.
         if Job.objects.filter(pk=job_id, state=JobState.DELAYED).update(state=JobState.WAITING, run_at=now, sent_at=None):
             promoted.append(job_id)
+            _announce(job_id)
     return promoted
 
 
@@ -347,6 +371,7 @@ def jobs_recover_stalled(*, now: datetime, limit: int) -> tuple[list[str], int]:
         if not _held(job["pk"], job["lock_token"]).update(stalled_count=stalled_count, **fields, **UNLOCKED):
             continue
         logger.warning("Job %s stalled (lock expired, %d times): now %s", job["pk"], stalled_count, fields["state"])
+        _announce(job["pk"])
         if fields["state"] == JobState.WAITING:
             recovered.append(job["pk"])
         else:
@@ -367,7 +392,10 @@ def job_set_progress(*, job_id: str, progress: Any, token: str | None = None) ->
     """Record the progress of an active job (only its lock holder's, given a token); touches nothing else."""
     ensure_json(progress, "progress")
     queryset = Job.objects.filter(pk=job_id, state=JobState.ACTIVE) if token is None else _held(job_id, token)
-    return queryset.update(progress=progress) == 1
+    recorded = queryset.update(progress=progress) == 1
+    if recorded:
+        _announce(job_id)
+    return recorded
 
 
 def job_set_data(*, job_id: str, token: str, data: Any) -> bool:
@@ -421,6 +449,7 @@ def job_remove(*, owner: str, job_id: str, public_only: bool = False) -> None:
     removable = Job.objects.filter(pk=pk, state__in=REMOVABLE_STATES)
     if not removable._raw_delete(removable.db):
         raise JobStarted(job_id, _state_of(pk, job_id))
+    _announce(pk)
 
 
 def job_retry(*, owner: str, job_id: str, public_only: bool = False) -> Job:
@@ -452,4 +481,5 @@ def _sent_after_commit(pk: str) -> Job:
     # Read first: outside a transaction on_commit sends at once, and a worker may claim it before a later read.
     job = Job.objects.get(pk=pk)
     transaction.on_commit(partial(job_send, job_id=pk))
+    _announce(pk)
     return job

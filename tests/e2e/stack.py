@@ -109,8 +109,10 @@ class Stack:
     def start_web(self) -> None:
         self.spawn(
             "web",
-            [sys.executable, "-m", "gunicorn", "gravity.wsgi:application", "--bind", f"127.0.0.1:{self.web_port}",
-             "--workers", "2", "--threads", "8", "--timeout", "60"],
+            # As the Procfile runs it (gunicorn.conf.py: uvicorn workers), with 8 threads for the sync views.
+            [sys.executable, "-m", "gunicorn", "gravity.asgi:application", "--bind", f"127.0.0.1:{self.web_port}",
+             "--workers", "2", "--timeout", "60"],
+            {"WEB_THREADS": "8"},
         )
         wait_until(lambda: self._answers(), 30, "the web server to answer", self)
 
@@ -217,7 +219,8 @@ class Stack:
     def _answers(self) -> bool:
         try:
             return self.http.get(f"{self.base_url}/api/job/ping", timeout=2).status_code in (401, 404)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # Not listening yet, or a worker still loading the app.
             return False
 
     # -- the API -----------------------------------------------------------------------------
