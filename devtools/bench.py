@@ -106,8 +106,8 @@ class Bench:
         def answers() -> bool:
             try:
                 return requests.get(f"http://127.0.0.1:{port}/api/job/x", timeout=1).status_code == 401
-            except requests.ConnectionError:
-                return False
+            except (requests.ConnectionError, requests.Timeout):
+                return False  # not listening yet, or a worker still loading the app
 
         try:
             wait(answers, 60, "gunicorn")

@@ -38,14 +38,20 @@ def error_response(status_code: int, code: str, message: str, details: Any = Non
     return Response(error_body(status_code, code, message, details), status=status_code, **kwargs)
 
 
+def _with_index(details: dict[str, Any], index: int | None) -> dict[str, Any]:
+    """Details of an error about one job of a bulk add name its index in the list."""
+    return details if index is None else {**details, "index": index}
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: job errors and DRF errors as the one error shape."""
     if isinstance(exc, UnknownJobName):
-        return error_response(400, "unknown_name", str(exc), {"field": exc.field, "knownNames": exc.known_names})
+        details = {"field": exc.field, "knownNames": exc.known_names}
+        return error_response(400, "unknown_name", str(exc), _with_index(details, exc.index))
     if isinstance(exc, InvalidJob):
-        return error_response(400, "invalid", str(exc), {"field": exc.field})
+        return error_response(400, "invalid", str(exc), _with_index({"field": exc.field}, exc.index))
     if isinstance(exc, JobExists):
-        return error_response(409, "job_exists", str(exc), {"id": exc.job_id})
+        return error_response(409, "job_exists", str(exc), _with_index({"id": exc.job_id}, exc.index))
     if isinstance(exc, JobInWrongState):
         return error_response(409, exc.code, str(exc), {"id": exc.job_id, "state": exc.state})
     if isinstance(exc, JobIsInternal):

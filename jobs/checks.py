@@ -39,7 +39,7 @@ def check_jobs_settings(app_configs=None, **kwargs):
                 f"JOBS[{key!r}] must be True, False, a number of jobs to keep, or {{'age': seconds, 'count': jobs}}.",
                 id="jobs.E010",
             ))
-    for key in ("SWEEP_BATCH", "CLEAN_BATCH", "MAX_ATTEMPTS", "MAX_DELAY", "STACKTRACE_LIMIT", "MAX_BODY_BYTES", "MAX_JSON_DEPTH"):
+    for key in ("SWEEP_BATCH", "CLEAN_BATCH", "MAX_BULK", "MAX_ATTEMPTS", "MAX_DELAY", "STACKTRACE_LIMIT", "MAX_BODY_BYTES", "MAX_JSON_DEPTH"):
         if isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 1:
             errors.append(Error(f"JOBS[{key!r}] must be a whole number, 1 or more.", id="jobs.E006"))
     if values["RATE_LIMIT"] is not None and not _valid_rate(values["RATE_LIMIT"]):

@@ -39,6 +39,8 @@ DEFAULTS: dict[str, Any] = {
     # Largest accepted values of the job options.
     "MAX_ATTEMPTS": 100,
     "MAX_DELAY": 365 * 24 * 3600 * 1000,
+    # Most jobs one POST /api/job may add (a JSON list of jobs).
+    "MAX_BULK": 1000,
     # Largest accepted request body (bytes) and deepest nesting of JSON in it.
     "MAX_BODY_BYTES": 1024 * 1024,
     "MAX_JSON_DEPTH": 32,

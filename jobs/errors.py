@@ -1,17 +1,27 @@
 """The exceptions of the jobs app: all under JobError, which is never raised itself."""
 
+from __future__ import annotations
+
 
 class JobError(Exception):
     """Base class of every error the jobs app raises."""
 
 
 class InvalidJob(JobError, ValueError):
-    """The name, data or options of a job are not acceptable."""
+    """The name, data or options of a job are not acceptable; in a bulk add, `index` says which job."""
 
-    def __init__(self, message: str, *, field: str | None = None, known_names: list[str] | None = None):
+    def __init__(
+        self, message: str, *, field: str | None = None, known_names: list[str] | None = None, index: int | None = None
+    ):
         super().__init__(message)
         self.field = field
         self.known_names = known_names
+        self.index = index
+
+    def at(self, index: int) -> InvalidJob:
+        """The same error, about the job at `index` of a bulk add."""
+        field = f"jobs[{index}]" if self.field is None else f"jobs[{index}].{self.field}"
+        return type(self)(f"jobs[{index}]: {self}", field=field, known_names=self.known_names, index=index)
 
 
 class UnknownJobName(InvalidJob):
@@ -19,11 +29,13 @@ class UnknownJobName(InvalidJob):
 
 
 class JobExists(JobError):
-    """A job with the requested id already exists."""
+    """A job with the requested id already exists; in a bulk add, `index` says which job asked for it."""
 
-    def __init__(self, job_id: str):
-        super().__init__(f"A job with id {job_id!r} already exists.")
+    def __init__(self, job_id: str, *, index: int | None = None):
+        prefix = "" if index is None else f"jobs[{index}]: "
+        super().__init__(f"{prefix}A job with id {job_id!r} already exists.")
         self.job_id = job_id
+        self.index = index
 
 
 class JobNotFound(JobError, LookupError):

@@ -119,6 +119,15 @@ class Queue:
         record = services.job_create(name=name, data=data, opts=opts, queue=self.name, owner=owner)
         return JobHandle(record)
 
+    def add_bulk(self, jobs: list[dict[str, Any]], *, owner: str = "") -> list[JobHandle]:
+        """Add many jobs in one transaction, all or none (Bull's addBulk): each {"name"?, "data"?, "opts"?}.
+
+        `opts` are Bull's (delay, attempts, backoff, priority, jobId, timeout, removeOnComplete,
+        removeOnFail). An invalid job raises InvalidJob naming its index; nothing is added then.
+        """
+        records = services.jobs_create_bulk(jobs=jobs, queue=self.name, owner=owner)
+        return [JobHandle(record) for record in records]
+
     def get_job(self, job_id: str, *, owner: str = "") -> JobHandle | None:
         """Return `owner`'s job with this id ("" is the system), or None if there is none."""
         try:

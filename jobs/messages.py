@@ -26,6 +26,8 @@ MESSAGE_KEY = "gravity-jobs:message:{}"
 # Keys of jobs that vanished with their message still queued expire. A sweep that finds a job's
 # message still queued renews the key, so a long backlog keeps its keys.
 MESSAGE_KEY_TTL = 7 * 24 * 3600
+# Messages per pipelined round trip when many are sent at once.
+PUBLISH_BATCH = 1000
 # Where a job's changes are announced, for the live event streams of GET /api/job/<id>/events.
 EVENTS_CHANNEL = "gravity-jobs:events:{}"
 # Deleted only if it still names the message being forgotten: a newer message of the same job
@@ -80,19 +82,32 @@ class Broker:
         """Send the message that lets a worker run the job; return its id."""
         from .tasks import run_job
 
-        limits = {
-            key: value
-            for key, value in (("soft_time_limit", message.soft_time_limit), ("time_limit", message.time_limit))
-            if value is not None
-        }
         with current_app.producer_or_acquire() as producer:
-            result = run_job.apply_async(
-                args=[message.job_id], queue=message.queue, priority=message.priority, producer=producer, **limits
-            )
+            result = run_job.apply_async(args=[message.job_id], producer=producer, **_routing(message))
             client = _redis(producer.channel)
             if client is not None:
                 client.set(MESSAGE_KEY.format(message.job_id), result.id, ex=MESSAGE_KEY_TTL)
         return result.id
+
+    def publish_many(self, outgoing: list[Outgoing]) -> list[str]:
+        """Send many messages in pipelined round trips (kombu's publish batch), then their keys; return their ids."""
+        from .tasks import run_job
+
+        with current_app.producer_or_acquire() as producer:
+            with producer.batch(max_size=PUBLISH_BATCH):
+                ids = [
+                    run_job.apply_async(args=[message.job_id], producer=producer, **_routing(message)).id
+                    for message in outgoing
+                ]
+            # The keys only once every message is on the broker, as publish() does: a key never
+            # outlives a message it names; a message whose key is lost only costs a second message.
+            client = _redis(producer.channel)
+            if client is not None:
+                with client.pipeline(transaction=False) as pipe:
+                    for message, message_id in zip(outgoing, ids):
+                        pipe.set(MESSAGE_KEY.format(message.job_id), message_id, ex=MESSAGE_KEY_TTL)
+                    pipe.execute()
+        return ids
 
     def announce(self, job_id: str) -> None:
         """Tell whoever watches the job (its live events) that its row changed; nothing if nobody does."""
@@ -160,6 +175,12 @@ class Broker:
                 "sending the messages of waiting jobs again, a batch each sweep"
             )
         return datetime.fromisoformat(value.decode())
+
+
+def _routing(message: Outgoing) -> dict[str, Any]:
+    """apply_async's arguments for the message: its queue, its priority step and the run's time limits."""
+    limits = {"soft_time_limit": message.soft_time_limit, "time_limit": message.time_limit}
+    return {"queue": message.queue, "priority": message.priority, **{k: v for k, v in limits.items() if v is not None}}
 
 
 def _redis(channel: object) -> Any:

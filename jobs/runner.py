@@ -56,14 +56,15 @@ def persist(write: Callable[[], T], *, job_id: str, what: str, patience: float) 
 
 
 class LockRenewer:
-    """Renew the locks of the jobs this process runs, from one thread per process, at half LOCK_DURATION.
+    """Renew the locks of the jobs this process runs, from one thread per process, each at half LOCK_DURATION.
 
     Holding a lock is a dict entry (no thread to start and join per job); the thread starts with the
     first job a process runs, and again in a process forked after it.
     """
 
     def __init__(self) -> None:
-        self._held: dict[str, str] = {}
+        # job id -> (lock token, when its lock is next renewed, in time.monotonic())
+        self._held: dict[str, tuple[str, float]] = {}
         self._guard = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,11 +74,13 @@ class LockRenewer:
     def holding(self, job_id: str, token: str) -> Iterator[None]:
         """Keep the job's lock renewed while the block runs."""
         with self._guard:
-            self._held[job_id] = token
+            self._held[job_id] = (token, time.monotonic() + conf.get("LOCK_DURATION") / 2)
             if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name="jobs-lock-renewer", daemon=True)
                 self._thread.start()
+        # The thread may be asleep until a later renewal: let it see this one's.
+        self._wake.set()
         try:
             yield
         finally:
@@ -86,23 +89,37 @@ class LockRenewer:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(conf.get("LOCK_DURATION") / 2)
             with self._guard:
-                held = dict(self._held)
-            for job_id, token in held.items():
+                dues = [due for _, due in self._held.values()]
+            self._wake.wait(max(0.0, min(dues) - time.monotonic()) if dues else None)
+            self._wake.clear()
+            now = time.monotonic()
+            with self._guard:
+                due = [(job_id, token) for job_id, (token, when) in self._held.items() if when <= now]
+            for job_id, token in due:
                 self._renew(job_id, token)
+            if due:
+                # Renewals are seconds apart: hold no connection (nor a session on the server) between them.
+                connection.close()
 
     def _renew(self, job_id: str, token: str) -> None:
         try:
-            if not services.job_extend_lock(job_id=job_id, token=token):
-                with self._guard:
-                    # Still held by the same run? Then the sweep took it back: stop renewing it.
-                    if self._held.get(job_id) == token:
-                        del self._held[job_id]
-                        logger.warning("Job %s: lock lost (taken back by the sweep); its result will be ignored", job_id)
+            renewed = services.job_extend_lock(job_id=job_id, token=token)
         except Exception:
             logger.warning("Job %s: could not renew the lock; trying again", job_id, exc_info=True)
             connection.close()
+            renewed, retry_in = None, 0.5
+        else:
+            retry_in = conf.get("LOCK_DURATION") / 2
+        with self._guard:
+            if self._held.get(job_id, ("",))[0] != token:
+                return  # finished meanwhile
+            if renewed is False:
+                # The sweep took it back: stop renewing it.
+                del self._held[job_id]
+                logger.warning("Job %s: lock lost (taken back by the sweep); its result will be ignored", job_id)
+                return
+            self._held[job_id] = (token, time.monotonic() + retry_in)
 
 
 locks = LockRenewer()

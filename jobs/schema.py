@@ -67,10 +67,15 @@ class OptionsField(serializers.JSONField):
 
 
 def add_job_names(result, generator, request, public):
-    """Postprocessing hook: list the registered job functions as the values `name` may take."""
-    request_schema = result.get("components", {}).get("schemas", {}).get("JobCreateRequest")
+    """Postprocessing hook: list the public job functions as the values `name` may take; bound a bulk add."""
+    schemas = result.get("components", {}).get("schemas", {})
+    request_schema = schemas.get("JobCreateRequest")
     if request_schema is not None:
         request_schema["properties"]["name"]["enum"] = registry.names(public_only=True)
+    # A bulk add takes from 1 to MAX_BULK jobs.
+    for variant in schemas.get("JobCreateOneOrManyRequest", {}).get("oneOf", []):
+        if variant.get("type") == "array":
+            variant.update(minItems=1, maxItems=conf.get("MAX_BULK"))
     return result
 
 

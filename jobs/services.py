@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -71,6 +72,68 @@ def job_create(
     system); a custom jobId is unique within it. With public_only (a tenant's request) a job
     function not declared public is refused exactly as a name that does not exist.
     """
+    fields = _new_job(name=name, data=data, opts=opts, queue=queue, owner=owner, public_only=public_only)
+    try:
+        # A savepoint, so a duplicate id leaves the caller's transaction usable.
+        with transaction.atomic():
+            job = Job.objects.create(**fields)
+    except IntegrityError:
+        if fields["public_id"] != fields["id"] and Job.objects.known_as(owner, fields["public_id"]).exists():
+            raise JobExists(fields["public_id"]) from None
+        raise
+    if job.state == JobState.WAITING:
+        # The worker must find the row when the message arrives: send after commit, never before.
+        transaction.on_commit(partial(_send_created, [_outgoing(fields)]))
+    return job
+
+
+def jobs_create_bulk(
+    *, jobs: Sequence[Mapping[str, Any]], queue: str | None = None, owner: str = "", public_only: bool = False
+) -> list[Job]:
+    """Create many jobs (each a mapping of name, data and opts) in one transaction, all or none (Bull's addBulk).
+
+    Each is checked as job_create checks one, and an error names its index in `jobs`. Their
+    messages go to the broker after commit in pipelined round trips.
+    """
+    rows, custom = [], {}
+    for index, spec in enumerate(jobs):
+        try:
+            fields = _new_job(
+                name=spec.get("name"), data=spec.get("data"), opts=spec.get("opts"),
+                queue=queue, owner=owner, public_only=public_only,
+            )
+        except InvalidJob as exc:
+            raise exc.at(index) from None
+        if fields["public_id"] != fields["id"]:
+            if fields["public_id"] in custom:
+                raise InvalidJob(
+                    f"jobs[{index}]: opts.jobId {fields['public_id']!r} is also the id of jobs[{custom[fields['public_id']]}].",
+                    field=f"jobs[{index}].opts.jobId", index=index,
+                )
+            custom[fields["public_id"]] = index
+        rows.append(fields)
+    try:
+        with transaction.atomic():
+            created = Job.objects.bulk_create([Job(**fields) for fields in rows], batch_size=BULK_BATCH)
+    except IntegrityError:
+        taken = Job.objects.filter(owner=owner, public_id__in=list(custom)).values_list("public_id", flat=True).first()
+        if taken is not None:
+            raise JobExists(taken, index=custom[taken]) from None
+        raise
+    waiting = [_outgoing(fields) for fields in rows if fields["state"] == JobState.WAITING]
+    if waiting:
+        transaction.on_commit(partial(_send_created, waiting))
+    return created
+
+
+# Rows per INSERT of a bulk add (SQLite's variable limit allows this many of a job's columns).
+BULK_BATCH = 500
+
+
+def _new_job(
+    *, name: Any, data: Any, opts: Any, queue: str | None, owner: str, public_only: bool
+) -> dict[str, Any]:
+    """The checked fields of a new job row."""
     name = registry.DEFAULT_JOB_NAME if name is None else name
     function = registry.get(name, public_only=public_only) if isinstance(name, str) else None
     if function is None:
@@ -84,7 +147,7 @@ def job_create(
     options = opts if isinstance(opts, JobOptions) else parse_options(opts)
     now = timezone.now()
     pk = new_job_id()
-    fields = dict(
+    return dict(
         id=pk,
         public_id=pk if options.job_id is None else options.job_id,
         name=name,
@@ -99,35 +162,28 @@ def job_create(
         created_at=now,
         run_at=now + timedelta(milliseconds=options.delay),
     )
-    try:
-        # A savepoint, so a duplicate id leaves the caller's transaction usable.
-        with transaction.atomic():
-            job = Job.objects.create(**fields)
-    except IntegrityError:
-        if options.job_id is not None and Job.objects.known_as(owner, options.job_id).exists():
-            raise JobExists(options.job_id) from None
-        raise
-    if job.state == JobState.WAITING:
-        # The worker must find the row when the message arrives: send after commit, never before.
-        transaction.on_commit(partial(_send_created, _outgoing(fields)))
-    return job
 
 
-def _send_created(message: messages.Outgoing) -> None:
-    """Send the message of a job just committed, from the row in hand: no read-back.
+def _send_created(outgoing: list[messages.Outgoing]) -> None:
+    """Send the messages of jobs just committed, from the rows in hand: no read-back.
 
-    On a broker that tracks messages (Redis) nothing more is written: the job's message key says
+    On a broker that tracks messages (Redis) nothing more is written: each job's message key says
     it left, and a sweep that finds the job still waiting SEND_GRACE later reads the key before it
     sends anything. Elsewhere sent_at records the send, as for every other send.
     """
     broker = messages.broker()
     try:
-        broker.publish(message)
+        if len(outgoing) == 1:
+            broker.publish(outgoing[0])
+        else:
+            broker.publish_many(outgoing)
     except Exception:
-        logger.warning("Could not send job %s to the broker; the sweep will retry", message.job_id, exc_info=True)
+        ids = ", ".join(message.job_id for message in outgoing[:3]) + (" …" if len(outgoing) > 3 else "")
+        logger.warning("Could not send jobs %s to the broker; the sweep will retry", ids, exc_info=True)
         return
     if not broker.tracks_messages:
-        Job.objects.filter(pk=message.job_id, state=JobState.WAITING).update(sent_at=timezone.now())
+        ids = [message.job_id for message in outgoing]
+        Job.objects.filter(pk__in=ids, state=JobState.WAITING).update(sent_at=timezone.now())
 
 
 def _announce(job_id: str) -> None:

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from django.utils.module_loading import import_string
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -67,7 +67,20 @@ COUNTS = {
 
 
 @extend_schema_view(
-    create=extend_schema(summary="Add a job", request=JobCreateSerializer, responses={201: JobSerializer, **ERRORS}),
+    create=extend_schema(
+        summary="Add a job, or a list of jobs in one transaction (all or none)",
+        request=PolymorphicProxySerializer(
+            component_name="JobCreateOneOrMany", serializers=[JobCreateSerializer, JobCreateSerializer(many=True)],
+            resource_type_field_name=None, many=False,
+        ),
+        responses={
+            201: PolymorphicProxySerializer(
+                component_name="JobOrJobs", serializers=[JobSerializer, JobSerializer(many=True)],
+                resource_type_field_name=None, many=False,
+            ),
+            **ERRORS,
+        },
+    ),
     # The list is paged: drf-spectacular wraps JobSerializer in NewestFirst's page shape.
     list=extend_schema(summary="List jobs, newest first", parameters=[JobListQuerySerializer], responses={200: JobSerializer, **ERRORS}),
     retrieve=extend_schema(summary="Read a job", parameters=[JOB_ID], responses={200: JobSerializer, **ERRORS}),
@@ -104,11 +117,27 @@ class JobViewSet(viewsets.ViewSet):
     lookup_value_regex = JOB_ID_CHARS
 
     def create(self, request):
+        if isinstance(request.data, list):
+            return self.create_many(request)
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         job = services.job_create(owner=request_owner(request), public_only=True, **serializer.validated_data)
         headers = {"Location": f"/api/job/{job.public_id}"}
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED, headers=headers)
+
+    def create_many(self, request):
+        """A JSON list of jobs: all added in one transaction, or none (Bull's addBulk)."""
+        most = conf.get("MAX_BULK")
+        if not 1 <= len(request.data) <= most:
+            raise ValidationError({"jobs": [f"Send from 1 to {most} jobs in one request, not {len(request.data)}."]})
+        specs = []
+        for index, spec in enumerate(request.data):
+            serializer = JobCreateSerializer(data=spec)
+            if not serializer.is_valid():
+                raise ValidationError({f"jobs[{index}]": serializer.errors})
+            specs.append(serializer.validated_data)
+        jobs = services.jobs_create_bulk(jobs=specs, owner=request_owner(request), public_only=True)
+        return Response(JobSerializer(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
     def list(self, request):
         query = JobListQuerySerializer(data=request.query_params)

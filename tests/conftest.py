@@ -62,6 +62,7 @@ class FakeBroker:
         self.lost: datetime | None = None
         self.down = False
         self.announced: list[str] = []
+        self.batches: list[int] = []
 
     def publish(self, message: messages.Outgoing) -> str:
         if self.down:
@@ -74,6 +75,10 @@ class FakeBroker:
         message_id = f"message-{len(self.published)}"
         self.queued[message.job_id] = message_id
         return message_id
+
+    def publish_many(self, outgoing: list[messages.Outgoing]) -> list[str]:
+        self.batches.append(len(outgoing))
+        return [self.publish(message) for message in outgoing]
 
     def forget(self, job_id: str, message_id: str) -> None:
         if self.queued.get(job_id) == message_id:
