@@ -154,6 +154,15 @@ class Bench:
             queue.add(name="bench.noop")
         return self.n / (time.perf_counter() - started)
 
+    def add_bulk_ours(self, count: int | None = None) -> float:
+        """Jobs per second of one Queue.add_bulk of `count` (n) jobs: one transaction, pipelined publishes."""
+        import jobs
+
+        count = count or self.n
+        started = time.perf_counter()
+        jobs.Queue().add_bulk([{"name": "bench.noop"}] * count)
+        return count / (time.perf_counter() - started)
+
     def add_celery(self) -> float:
         from devtools.bench_tasks import noop_task
 
@@ -162,21 +171,24 @@ class Bench:
             noop_task.delay()
         return self.n / (time.perf_counter() - started)
 
+    def adder(self, side: str) -> Callable[[], float]:
+        return {"ours": self.add_ours, "ours, add_bulk": self.add_bulk_ours}.get(side, self.add_celery)
+
     def end_to_end(self, side: str) -> tuple[float, float]:
         """Jobs per second from the first add to the last finish with the worker running; and the worker's peak RSS (MB)."""
-        backend = {"ours": "django-db", "celery, django-celery-results": "django-db", "celery, Redis results": self.results_url}[side]
+        backend = BACKENDS[side] or self.results_url
         with self.worker(backend) as process, PeakRSS(process.pid) as rss:
             started = time.perf_counter()
-            (self.add_ours if side == "ours" else self.add_celery)()
-            done = self.finished_ours if side == "ours" else (lambda: self.finished_celery(backend))
+            self.adder(side)()
+            done = self.finished_ours if side.startswith("ours") else (lambda: self.finished_celery(backend))
             wait(lambda: done() >= self.n, 600, f"{self.n} {side} tasks to finish", interval=0.02)
             return self.n / (time.perf_counter() - started), rss.peak_mb
 
     def drain(self, side: str) -> float:
         """Jobs per second for a worker started on a full queue, from ready to the last finish."""
-        backend = {"ours": "django-db", "celery, django-celery-results": "django-db", "celery, Redis results": self.results_url}[side]
-        (self.add_ours if side == "ours" else self.add_celery)()
-        done = self.finished_ours if side == "ours" else (lambda: self.finished_celery(backend))
+        backend = BACKENDS[side] or self.results_url
+        self.adder(side)()
+        done = self.finished_ours if side.startswith("ours") else (lambda: self.finished_celery(backend))
         with self.worker(backend):
             started = time.perf_counter()
             wait(lambda: done() >= self.n, 600, f"{self.n} queued {side} tasks to drain", interval=0.02)
@@ -264,13 +276,15 @@ class Bench:
             print(f"run {run + 1} of {self.runs}", flush=True)
             for side in sides:
                 self.clean()
-                self.record("add one by one /s", side, self.add_ours() if side == "ours" else self.add_celery())
-            for side in sides:
+                self.record("add one by one /s", side, self.adder(side)())
+            self.clean()
+            self.record("add_bulk of 10,000 /s", "ours", self.add_bulk_ours(100 if self.quick else 10_000))
+            for side in ["ours", "ours, add_bulk", *sides[1:]]:
                 self.clean()
                 rate, peak = self.end_to_end(side)
                 self.record("end to end /s", side, rate)
                 self.record("worker peak RSS MB", side, peak)
-            for side in sides:
+            for side in ["ours", "ours, add_bulk", *sides[1:]]:
                 self.clean()
                 self.record("drain /s", side, self.drain(side))
         self.clean()
@@ -280,6 +294,10 @@ class Bench:
         self.http(2 if self.quick else 10)
         self.clean()
         self.reads([1_000, 5_000] if self.quick else [10_000, 1_000_000])
+
+
+# Raw Celery's result store per side (None: the run's Redis results database).
+BACKENDS = {"ours": "django-db", "ours, add_bulk": "django-db", "celery, django-celery-results": "django-db", "celery, Redis results": None}
 
 
 def sweep_once() -> object:
