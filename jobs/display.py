@@ -1,0 +1,48 @@
+"""How jobs read to people: short ages and run times, progress as text; shared by the CLI and the admin."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from .models import Job
+
+
+def duration(seconds: float | None) -> str:
+    """A short human duration: 0.4s, 12s, 4m, 3h, 2d ("-" for None)."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+
+
+def age(moment: datetime | None) -> str:
+    """A short human duration since `moment`: 12s, 4m, 3h, 2d."""
+    return duration((timezone.now() - moment).total_seconds()) if moment else "-"
+
+
+def run_seconds(job: Job) -> float | None:
+    """How long the latest attempt ran (so far, if it still runs); None if it never started."""
+    if job.processed_on is None:
+        return None
+    return ((job.finished_on or timezone.now()) - job.processed_on).total_seconds()
+
+
+def run_time(job: Job) -> str:
+    return duration(run_seconds(job))
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def shown(value: Any) -> str:
+    """Progress as people read it: a number as a percentage, anything else as compact JSON."""
+    if is_number(value):
+        return f"{value:g}%"
+    return json.dumps(value, separators=(",", ":"))
