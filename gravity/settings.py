@@ -180,6 +180,8 @@ SPECTACULAR_SETTINGS = {
 JOBS = {
     "QUEUE": "jobs",
     "OWNER_RESOLVER": "accounts.services.account_key_for_request",
+    # The admin shows an account's name where a job's owner is account:<id>.
+    "OWNER_NAMES": "accounts.owners.owner_names",
 }
 
 # Celery: the broker is the job queue's Redis. JSON only, never pickle.

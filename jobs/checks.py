@@ -23,6 +23,9 @@ def check_jobs_settings(app_configs=None, **kwargs):
             raise ImportError
     except ImportError:
         errors.append(Error(f"JOBS['OWNER_RESOLVER'] {values['OWNER_RESOLVER']!r} is not an importable callable.", id="jobs.E004"))
+    if values["OWNER_NAMES"] is not None and not _importable_callable(values["OWNER_NAMES"]):
+        message = f"JOBS['OWNER_NAMES'] {values['OWNER_NAMES']!r} is not an importable callable."
+        errors.append(Error(message, id="jobs.E009"))
     for key in ("SWEEP_INTERVAL", "SEND_GRACE", "RESEND_AFTER", "LOCK_DURATION", "TIMEOUT_GRACE", "SHUTDOWN_GRACE"):
         if isinstance(values[key], bool) or not isinstance(values[key], int | float) or values[key] < 0:
             errors.append(Error(f"JOBS[{key!r}] must be a number of seconds, 0 or more.", id="jobs.E005"))
@@ -36,6 +39,13 @@ def check_jobs_settings(app_configs=None, **kwargs):
     if getattr(settings, "CELERY_TASK_SERIALIZER", "json") != "json":
         errors.append(Error("CELERY_TASK_SERIALIZER must be 'json': job messages carry ids, never pickles.", id="jobs.E007"))
     return errors
+
+
+def _importable_callable(path) -> bool:
+    try:
+        return isinstance(path, str) and callable(import_string(path))
+    except ImportError:
+        return False
 
 
 def _valid_rate(rate) -> bool:

@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT": "1200/minute",
     # Stack traces kept per job (Bull's stackTraceLimit): the newest ones.
     "STACKTRACE_LIMIT": 10,
+    # Dotted path to a callable(owners: set[str]) -> dict[str, str] that names owners for people
+    # (the admin and the dashboard call it once per page). None: owners show as their keys.
+    "OWNER_NAMES": None,
 }
 
 

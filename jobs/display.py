@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
+from . import conf
 from .models import Job
 
 
@@ -46,3 +49,14 @@ def shown(value: Any) -> str:
     if is_number(value):
         return f"{value:g}%"
     return json.dumps(value, separators=(",", ":"))
+
+
+SYSTEM = "system"
+
+
+def owner_names(owners: Iterable[str]) -> dict[str, str]:
+    """Name each owner key for people, with one call of JOBS["OWNER_NAMES"]: "system" for "", else its name or key."""
+    keys = set(owners)
+    path = conf.get("OWNER_NAMES")
+    named = import_string(path)(keys - {""}) if path and keys - {""} else {}
+    return {key: SYSTEM if key == "" else named.get(key) or key for key in keys}
