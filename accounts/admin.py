@@ -48,7 +48,7 @@ class KeyStatusFilter(admin.SimpleListFilter):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "user", "account", "scopes_shown", "last_used_at", "status"]
+    list_display = ["name", "prefix", "user", "account", "scopes_shown", "last_used", "status"]
     list_display_links = ["name", "prefix"]
     list_select_related = ["user", "account"]
     list_filter = [KeyStatusFilter]
@@ -63,6 +63,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="scopes")
     def scopes_shown(self, key: ApiKey) -> str:
         return "all" if set(key.scopes) == set(SCOPES) else ", ".join(key.scopes)
+
+    @admin.display(description="last used", ordering="last_used_at")
+    def last_used(self, key: ApiKey) -> str:
+        # Recorded to the minute (accounts.services.LAST_USED_PRECISION).
+        return f"{timezone.localtime(key.last_used_at):%Y-%m-%d %H:%M}" if key.last_used_at else "never"
 
     @admin.display(description="status", ordering="revoked_at")
     def status(self, key: ApiKey) -> str:
