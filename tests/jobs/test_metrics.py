@@ -206,6 +206,17 @@ def test_openmetrics_when_the_scraper_asks_for_it(client, metrics_settings):
     assert "# TYPE jobs_run_seconds_in_window gaugehistogram\n" in text and text.endswith("# EOF\n")
 
 
+def test_metrics_name_queues_and_job_names_never_owners_ids_or_data(client, metrics_settings):
+    metrics_settings(METRICS_TOKEN=TOKEN)
+    secret = services.job_create(name="noop", data={"card": "4242"}, opts={"jobId": "acme-payroll"}, owner="account:7")
+    Job.objects.filter(pk=secret.pk).update(state="completed", processed_on=timezone.now(), finished_on=timezone.now())
+    response = scrape(client)
+    labels = {label for key in samples(response) for label, _ in key[1:]}
+    assert labels == {"queue", "name", "state", "le"}
+    text = response.content.decode()
+    assert "account:7" not in text and "acme-payroll" not in text and "4242" not in text and secret.pk not in text
+
+
 def test_a_scrape_costs_two_queries_whatever_the_table_holds(client, metrics_settings):
     metrics_settings(METRICS_TOKEN=TOKEN)
     for name in ("noop", "sleeps", "fails", "flaky"):
