@@ -75,17 +75,13 @@ class RecentValuesFilter(admin.SimpleListFilter):
     def known(self) -> set[str]:
         return set()
 
-    def label(self, value: str, labels: dict[str, str]) -> str:
-        return value
-
     def labels(self, values: set[str]) -> dict[str, str]:
-        return {}
+        return {value: value for value in values}
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         recent = Job.objects.order_by("-created_at").values_list(self.field, flat=True)[:RECENT_VALUES]
         values = set(recent) | self.known() | ({self.value()} if self.value() is not None else set())
-        labels = self.labels(values)
-        return sorted(((value, self.label(value, labels)) for value in values), key=lambda choice: choice[1].lower())
+        return sorted(self.labels(values).items(), key=lambda choice: choice[1].lower())
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         return queryset if self.value() is None else queryset.filter(**{self.field: self.value()})
@@ -114,9 +110,6 @@ class OwnerFilter(RecentValuesFilter):
 
     def labels(self, values: set[str]) -> dict[str, str]:
         return owner_names(values)
-
-    def label(self, value: str, labels: dict[str, str]) -> str:
-        return labels[value]
 
 
 class JobChangeList(ChangeList):
@@ -303,12 +296,7 @@ class JobAdmin(admin.ModelAdmin):
             ((f"failure {number}", state_badge(JobState.FAILED), last_line(trace), trace)
              for number, trace in enumerate(job.stacktrace, 1)),
         )
-        if job.processed_on is None:
-            latest = "not started"
-        else:
-            seconds = duration(run_seconds(job))
-            ran = f"finished {exact(job.finished_on)}, ran {seconds}" if job.finished_on else f"running for {seconds}"
-            latest = f"started {exact(job.processed_on)}, {ran}" + (f", on {job.worker}" if job.worker else "")
+        latest = latest_run(job)
         kept = conf.get("STACKTRACE_LIMIT")
         notes = [
             f"{job.attempts_made} of {job.attempts} allowed attempts failed since the job was added or last retried",
@@ -319,7 +307,7 @@ class JobAdmin(admin.ModelAdmin):
         return format_html(
             '<table class="jobs-history"><thead><tr><th>attempt</th><th>outcome</th><th>what happened</th></tr></thead>'
             '<tbody>{}<tr><td>latest</td><td>{}</td><td>{}</td></tr></tbody></table><p class="help">{}.</p>',
-            failures, state_badge(job.state), latest, "; ".join(notes).capitalize(),
+            failures, state_badge(job.state), latest, "; ".join(notes),
         )
 
     created_shown = time_field("created_at", "created")
@@ -364,6 +352,20 @@ class JobAdmin(admin.ModelAdmin):
             "state_counts": [(state, numbers.states[state]) for state in JobState.values],
         }
         return TemplateResponse(request, "admin/jobs/job/dashboard.html", context)
+
+
+def latest_run(job: Job) -> str:
+    """The latest attempt as the row records it: when it started, and how it ended or when the job runs again."""
+    if job.processed_on is None:
+        return "not started"
+    started = f"started {exact(job.processed_on)}"
+    worker = f", on {job.worker}" if job.worker else ""
+    if job.state == JobState.ACTIVE:
+        return f"{started}, running for {duration(run_seconds(job))}{worker}"
+    if job.finished_on is not None:
+        return f"{started}, finished {exact(job.finished_on)}, ran {duration(run_seconds(job))}{worker}"
+    # Waiting or delayed after an attempt: it failed with attempts left, or its worker stopped.
+    return f"{started}{worker}; runs again from {exact(job.run_at)}"
 
 
 def last_line(trace: str) -> str:

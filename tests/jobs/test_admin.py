@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from jobs import services
+from jobs.admin import state_badge
 from jobs.models import Job
 from jobs.runner import job_execute
 
@@ -219,6 +220,18 @@ def test_the_detail_page_shows_times_to_the_second_and_each_failed_attempt(staff
     assert "started 2026-03-01 09:30:07 UTC, finished 2026-03-01 09:30:09 UTC, ran 2.5s, on worker-2" in page
     assert "2 of 2 allowed attempts failed since the job was added or last retried; " \
            "its worker was lost 1 time while it ran." in page
+    assert "only the newest" not in page
+
+
+def test_a_job_waiting_for_its_next_attempt_says_when_it_runs_again(staff):
+    job = services.job_create(name="fails", opts={"attempts": 3, "backoff": 60_000})
+    job_execute(job_id=job.pk, worker="w")
+    job = Job.objects.get(pk=job.pk)
+    assert (job.state, job.finished_on) == ("delayed", None)
+    page = staff.get(f"{LIST}{job.pk}/change/").content.decode()
+    run_at = timezone.localtime(job.run_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+    assert f"<td>latest</td><td>{state_badge('delayed')}</td><td>started " in page
+    assert f", on w; runs again from {run_at}</td>" in page and "running for" not in page
 
 
 def test_a_retried_job_keeps_its_failures_as_history(staff):
@@ -228,6 +241,14 @@ def test_a_retried_job_keeps_its_failures_as_history(staff):
     page = staff.get(f"{LIST}{job.pk}/change/").content.decode()
     assert page.count("<strong>RuntimeError: card declined</strong>") == 2
     assert "1 of 1 allowed attempts failed since the job was added or last retried" in page
+
+
+def test_the_detail_page_says_when_older_tracebacks_were_dropped(staff):
+    job = finished("fails")
+    Job.objects.filter(pk=job.pk).update(stacktrace=[f"Traceback\nRuntimeError: try {n}" for n in range(10)])
+    page = staff.get(f"{LIST}{job.pk}/change/").content.decode()
+    assert "<td>failure 10</td>" in page and "<strong>RuntimeError: try 9</strong>" in page
+    assert "; only the newest 10 tracebacks are kept." in page
 
 
 def test_the_detail_page_offers_the_actions_that_fit_the_state_and_comes_back(staff):
