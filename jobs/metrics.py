@@ -87,8 +87,10 @@ class JobsCollector:
         )
 
 
-registry = CollectorRegistry(auto_describe=False)
-registry.register(JobsCollector())
+# Our own registry, not the client's global one: the web process's own metrics (its memory, its GC)
+# would differ per gunicorn process and say nothing about jobs.
+prometheus_registry = CollectorRegistry(auto_describe=False)
+prometheus_registry.register(JobsCollector())
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
@@ -100,7 +102,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         return refusal
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     try:
-        body = encode(registry)
+        body = encode(prometheus_registry)
     except DatabaseError:
         logger.exception("Database unavailable")
         response = _error(503, "unavailable", "The database is unavailable; try again shortly.")
