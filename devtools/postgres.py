@@ -11,7 +11,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from devtools.redis import free_port
 
@@ -80,6 +83,26 @@ def _create_database(url: str) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def throwaway_database(url: str, prefix: str) -> tuple[str, Callable[[], None]]:
+    """Create a new database on the server `url` names; return its URL and a function that drops it.
+
+    Created and dropped from the maintenance database: the one `url` names may not exist.
+    """
+    import psycopg
+
+    parts = urlsplit(url)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin_url = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urlunsplit(parts._replace(path=f"/{name}")), drop
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -189,6 +189,8 @@ JOBS = {
         network.strip() for network in os.environ.get("METRICS_ALLOWED_IPS", "").split(",") if network.strip()
     ],
 }
+# Django's Tasks framework (django.tasks): @task functions enqueue jobs, run by the job workers.
+TASKS = {"default": {"BACKEND": "jobs.backends.JobsBackend"}}
 
 # Celery: the broker is the job queue's Redis. JSON only, never pickle.
 REDIS_JOB_URL = os.environ.get("REDIS_JOB_URL", "redis://127.0.0.1:6379/0")
@@ -203,7 +205,8 @@ CACHES = {
     }
 }
 CELERY_BROKER_URL = REDIS_JOB_URL
-CELERY_RESULT_BACKEND = "django-db"
+# A tracked task's job answers for its id (AsyncResult(id)); other tasks' results are django-celery-results'.
+CELERY_RESULT_BACKEND = "jobs.celery_compat.JobsResultBackend"
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -5,6 +5,7 @@ from .errors import (
     InvalidJob,
     JobError,
     JobExists,
+    JobFailed,
     JobInWrongState,
     JobIsInternal,
     JobNotDelayed,
@@ -21,6 +22,7 @@ __all__ = [
     "InvalidJob",
     "JobError",
     "JobExists",
+    "JobFailed",
     "JobHandle",
     "JobInWrongState",
     "JobIsInternal",
@@ -39,7 +41,7 @@ _LAZY = {
     "JobHandle": "handles",
     "Queue": "handles",
     "job": "handles",
-    "task": "handles",
+    "task": "tracked",
     "JobState": "models",
 }
 

@@ -1,4 +1,4 @@
-"""App config: register job functions and hook the sweeper into Celery workers."""
+"""App config: register job functions and wire each Celery worker's life (jobs.worker) to its signals."""
 
 from importlib import import_module
 
@@ -12,16 +12,25 @@ class JobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
+        from celery.signals import (
+            worker_init,
+            worker_process_init,
+            worker_ready,
+            worker_shutdown,
+            worker_shutting_down,
+        )
 
-        from . import checks, conf, runner, sweeper  # noqa: F401  (checks registers itself)
+        from . import checks, conf, worker  # noqa: F401  (checks registers itself)
 
         # Job functions live in each app's jobs.py (like Celery's tasks.py) or in JOBS["MODULES"];
         # the web process needs them too, to refuse unknown names.
         autodiscover_modules("jobs")
         for module in conf.get("MODULES"):
             import_module(module)
-        worker_init.connect(runner.mark_worker_node, weak=False, dispatch_uid="jobs.runner.node")
-        worker_ready.connect(sweeper.start_in_worker, weak=False, dispatch_uid="jobs.sweeper.start")
-        worker_shutting_down.connect(sweeper.on_shutting_down, weak=False, dispatch_uid="jobs.sweeper.grace")
-        worker_shutdown.connect(sweeper.stop_in_worker, weak=False, dispatch_uid="jobs.sweeper.stop")
+        # Identity first (before the pool forks), the sweeper once the worker is up; then the
+        # pool processes' SIGTERM, the grace period, and the jobs still held when it stops.
+        worker_init.connect(worker.on_worker_init, weak=False, dispatch_uid="jobs.worker.init")
+        worker_ready.connect(worker.on_worker_ready, weak=False, dispatch_uid="jobs.worker.ready")
+        worker_process_init.connect(worker.on_worker_process_init, weak=False, dispatch_uid="jobs.worker.process_init")
+        worker_shutting_down.connect(worker.on_worker_shutting_down, weak=False, dispatch_uid="jobs.worker.shutting_down")
+        worker_shutdown.connect(worker.on_worker_shutdown, weak=False, dispatch_uid="jobs.worker.shutdown")

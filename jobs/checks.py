@@ -3,10 +3,11 @@
 import ipaddress
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
+from .worker import pool_name
 
 
 @register()
@@ -41,6 +42,15 @@ def check_jobs_settings(app_configs=None, **kwargs):
     errors += _metrics_errors(values)
     if getattr(settings, "CELERY_TASK_SERIALIZER", "json") != "json":
         errors.append(Error("CELERY_TASK_SERIALIZER must be 'json': job messages carry ids, never pickles.", id="jobs.E007"))
+    pool = getattr(settings, "CELERY_WORKER_POOL", None)
+    if pool is not None and pool_name(pool) != "prefork":
+        errors.append(
+            Warning(
+                f"CELERY_WORKER_POOL {pool!r} cannot stop a job at its opts.timeout: jobs with opts.timeout fail at once on it.",
+                hint="Use the prefork pool for workers that take jobs with a timeout.",
+                id="jobs.W001",
+            )
+        )
     return errors
 
 

@@ -19,9 +19,9 @@ DEFAULTS: dict[str, Any] = {
     "SWEEP_INTERVAL": 1.0,
     # A waiting job whose message has not left this long after commit is sent again (seconds).
     "SEND_GRACE": 5.0,
-    # A waiting job whose message left this long ago and was never taken is sent again: the
-    # backstop for a message lost inside the broker. Each waiting job gets at most one extra
-    # message per period; a duplicate is harmless (the claim lets one run through).
+    # How old a waiting job's message must be before a sweep checks that the broker still holds
+    # it; only a message that is gone (lost inside the broker) is sent again, so a backlog keeps
+    # one message per job however long it waits (seconds).
     "RESEND_AFTER": 900.0,
     # Bull's lockDuration: seconds a running job's lock lasts; the worker renews it at half that.
     # A job whose lock ran out (its worker was killed or cut off) is stalled: it runs again.
@@ -30,9 +30,11 @@ DEFAULTS: dict[str, Any] = {
     "MAX_STALLED_COUNT": 1,
     # Seconds past opts.timeout before a job function that ignores the timeout is killed.
     "TIMEOUT_GRACE": 5.0,
-    # Seconds a worker told to stop (SIGTERM) lets running jobs finish before it puts them back.
+    # Seconds a worker told to stop (SIGTERM, to its main process or to all its processes) lets
+    # running jobs finish before it puts them back.
     "SHUTDOWN_GRACE": 20.0,
-    # Most rows one sweep handles per kind of work, so a big backlog cannot stall a worker.
+    # Most rows one sweep handles per kind of work, so a big backlog (or a broker that lost all its
+    # messages) cannot stall a worker.
     "SWEEP_BATCH": 500,
     # Largest accepted values of the job options.
     "MAX_ATTEMPTS": 100,

@@ -85,3 +85,7 @@ class JobIsInternal(JobError):
 
 class AlreadyRegistered(JobError):
     """A job function is already registered under the name."""
+
+
+class JobFailed(JobError):
+    """Stands for a job's failure that left no exception to re-create (killed at its time limit, lost with its worker)."""

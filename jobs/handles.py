@@ -1,13 +1,16 @@
-"""The Bull-like Python API: Queue, JobHandle and the decorators that register job functions."""
+"""The Bull-like Python API: Queue, JobHandle and @jobs.job (tracked tasks, Celery's idiom, are in jobs.tracked)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from . import conf, registry, selectors, services
 from .errors import JobNotFound
 from .models import Job
+
+logger = logging.getLogger(__name__)
 
 _UNSET: Any = object()
 
@@ -30,7 +33,7 @@ class JobHandle:
     id = _field("public_id", "The job's id as its owner knows it (a string): the custom jobId, or one made for it.")
     owner = _field("owner", 'The account the job belongs to; "" for the system.')
     name = _field("name", "The name of the job function.")
-    queue = _field("queue", "The queue the job was added to.")
+    queue = _field("queue", "The queue the job went to: its job function's, else the Queue's it was added through.")
     data = _field("data", "The job's data, as loaded (see `reload`).")
     opts = _field("opts", "Bull's options of the job.")
     state = _field("state", "The state when this handle was last loaded (see `reload`).")
@@ -47,8 +50,17 @@ class JobHandle:
         return value
 
     def update(self, data: dict[str, Any]) -> None:
-        """Replace the job's data (Bull's job.update)."""
-        self._record = services.job_update_data(owner=self.owner, job_id=self.id, data=data, merge=False)
+        """Replace the job's data (Bull's job.update).
+
+        Inside a running job only the lock holder's write counts: a worker that lost the job
+        (its lock ran out and the job runs elsewhere) changes nothing.
+        """
+        if self._token is None:
+            self._record = services.job_update_data(owner=self.owner, job_id=self.id, data=data, merge=False)
+        elif services.job_set_data(job_id=self._record.pk, token=self._token, data=data):
+            self._record.data = data
+        else:
+            logger.warning("Job %s: lock lost; job.update() ignored", self._record.pk)
 
     def remove(self) -> None:
         """Delete the job; raises JobStarted if it is active or finished."""
@@ -89,6 +101,7 @@ class Queue:
     ) -> JobHandle:
         """Add a job; it is sent to the workers when the surrounding transaction commits.
 
+        The job goes to the queue its job function names, if it names one, else to this queue.
         `owner` is the account the job is for ("" for the system's own jobs); `job_id` is unique
         within that owner.
         """
@@ -131,97 +144,3 @@ def job(
         return func
 
     return decorator
-
-
-class TrackedTask:
-    """A task function whose `.delay()` creates a Job (shown by the API and admin) after commit."""
-
-    def __init__(
-        self,
-        func: Callable[..., Any],
-        *,
-        name: str,
-        queue: str | None,
-        bind: bool,
-        attempts: int | None = None,
-        backoff: int | dict[str, Any] | None = None,
-    ):
-        self.func = func
-        self.name = name
-        self.queue = queue
-        self.bind = bind
-        self.attempts = attempts
-        self.backoff = backoff
-        self.__doc__ = func.__doc__
-        self.__wrapped__ = func
-        registry.register(name, self._run, queue=queue)
-
-    def __repr__(self) -> str:
-        return f"<TrackedTask {self.name}>"
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the function here and now, without a job."""
-        return self.func(*args, **kwargs)
-
-    def _run(self, handle: JobHandle) -> Any:
-        args = handle.data.get("args", [])
-        kwargs = handle.data.get("kwargs", {})
-        return self.func(handle, *args, **kwargs) if self.bind else self.func(*args, **kwargs)
-
-    def delay(self, *args: Any, **kwargs: Any) -> JobHandle:
-        """Create a job that runs the function with these arguments (they must be JSON)."""
-        return self.apply_async(args, kwargs)
-
-    def apply_async(
-        self,
-        args: tuple | list = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        countdown: float | None = None,
-        attempts: int | None = None,
-        backoff: int | dict[str, Any] | None = None,
-        priority: int | None = None,
-        job_id: str | None = None,
-        owner: str = "",
-    ) -> JobHandle:
-        """Like Celery's apply_async: `countdown` in seconds becomes the job's delay."""
-        delay = None if countdown is None else round(countdown * 1000)
-        return Queue(self.queue).add(
-            {"args": list(args), "kwargs": dict(kwargs or {})},
-            name=self.name,
-            delay=delay,
-            attempts=self.attempts if attempts is None else attempts,
-            backoff=self.backoff if backoff is None else backoff,
-            priority=priority,
-            job_id=job_id,
-            owner=owner,
-        )
-
-
-def task(
-    func: Callable[..., Any] | None = None,
-    *,
-    name: str | None = None,
-    queue: str | None = None,
-    bind: bool = False,
-    attempts: int | None = None,
-    backoff: int | dict[str, Any] | None = None,
-) -> Any:
-    """Declare a tracked task: `@jobs.task` or `@jobs.task(name=..., bind=True, attempts=5, backoff=...)`.
-
-    With bind=True the function receives the JobHandle first, for progress reports; `attempts`
-    and `backoff` are the defaults of every job the task makes.
-    """
-
-    def decorator(inner: Callable[..., Any]) -> TrackedTask:
-        return TrackedTask(
-            inner,
-            name=name or f"{inner.__module__}.{inner.__name__}",
-            queue=queue,
-            bind=bind,
-            attempts=attempts,
-            backoff=backoff,
-        )
-
-    return decorator(func) if func is not None else decorator
-

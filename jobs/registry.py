@@ -11,6 +11,18 @@ from .errors import AlreadyRegistered
 DEFAULT_JOB_NAME = "__default__"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryChoice:
+    """How a failed attempt is retried: `retry=False` fails the job now; `delay` (ms) replaces its backoff."""
+
+    retry: bool = True
+    delay: int | None = None
+
+
+# Bull's rule: any failure is retried while attempts are left, after the job's backoff.
+RETRY_WITH_BACKOFF = RetryChoice()
+
+
 @dataclass(frozen=True)
 class JobFunction:
     """A registered job function: it receives a JobHandle and returns a JSON value."""
@@ -21,19 +33,33 @@ class JobFunction:
     # Public functions may be named in POST /api/job; the rest only by code (the system's own
     # jobs, tracked tasks), so a tenant can never start them.
     public: bool = False
+    # Decides how an exception of `func` is retried; tracked tasks follow Celery's rules
+    # (self.retry(countdown=…), autoretry_for). None: Bull's rule.
+    retry_policy: Callable[[Exception], RetryChoice] | None = None
+
+    def retry_choice(self, exc: Exception) -> RetryChoice:
+        """Return how the attempt that raised `exc` is retried."""
+        return RETRY_WITH_BACKOFF if self.retry_policy is None else self.retry_policy(exc)
 
 
 _functions: dict[str, JobFunction] = {}
 
 
-def register(name: str, func: Callable[[Any], Any], *, queue: str | None = None, public: bool = False) -> JobFunction:
+def register(
+    name: str,
+    func: Callable[[Any], Any],
+    *,
+    queue: str | None = None,
+    public: bool = False,
+    retry_policy: Callable[[Exception], RetryChoice] | None = None,
+) -> JobFunction:
     """Register `func` under `name`; registering the same function twice is harmless."""
     existing = _functions.get(name)
     if existing is not None and _qualname(existing.func) != _qualname(func):
         raise AlreadyRegistered(
             f"A job function is already registered as {name!r}: {_qualname(existing.func)}."
         )
-    entry = JobFunction(name=name, func=func, queue=queue, public=public)
+    entry = JobFunction(name=name, func=func, queue=queue, public=public, retry_policy=retry_policy)
     _functions[name] = entry
     return entry
 
@@ -51,6 +77,11 @@ def get(name: str, *, public_only: bool = False) -> JobFunction | None:
 
 def names(*, public_only: bool = False) -> list[str]:
     return sorted(name for name, function in _functions.items() if function.public or not public_only)
+
+
+def queues() -> list[str]:
+    """The queues that registered job functions name (not the default queue, which functions need not name)."""
+    return sorted({function.queue for function in _functions.values() if function.queue})
 
 
 def _qualname(func: Callable[..., Any]) -> str:

@@ -6,10 +6,13 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
+from collections.abc import Callable
+from typing import TypeVar
 
 from billiard.exceptions import SoftTimeLimitExceeded
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from . import conf, registry, services
 from .handles import JobHandle
@@ -17,23 +20,38 @@ from .models import Job, JobState
 
 logger = logging.getLogger(__name__)
 
-# "<host>:<pid of the worker's main process>": set before the pool forks (see mark_worker_node),
-# so every job a worker runs names the worker that can put it back when it stops.
-_worker_node = f"{socket.gethostname()}:{os.getpid()}"
+T = TypeVar("T")
+# Errors of the database connection or server, worth trying again on a fresh connection; a bad
+# statement (IntegrityError, DataError) would fail the same way again.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 
 
-def mark_worker_node(**_signal_kwargs) -> None:
-    """Remember this process as the worker's main process (celery's worker_init signal)."""
-    global _worker_node
-    _worker_node = f"{socket.gethostname()}:{os.getpid()}"
-
-
-def worker_node() -> str:
-    return _worker_node
+class ClaimFailed(Exception):
+    """The claim hit a database error: nothing ran, and the message should go back to the queue."""
 
 
 def worker_name() -> str:
-    return f"{_worker_node}:{os.getpid()}"
+    """The process that claims jobs here: a pool process of this worker start, or this process."""
+    from .worker import current
+
+    worker = current()
+    return worker.process_name() if worker is not None else f"{socket.gethostname()}:{os.getpid()}"
+
+
+def persist(write: Callable[[], T], *, job_id: str, what: str, patience: float) -> T:
+    """Run a database write, trying again on a fresh connection after a transient error, for up to `patience` seconds."""
+    deadline = time.monotonic() + patience
+    pause = 0.1
+    while True:
+        try:
+            return write()
+        except TRANSIENT_DB_ERRORS:
+            if time.monotonic() + pause > deadline:
+                raise
+            logger.warning("Job %s: %s hit a database error; trying again in %.1fs", job_id, what, pause, exc_info=True)
+            connection.close()
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 class LockKeeper:
@@ -69,26 +87,47 @@ class LockKeeper:
 
 
 def job_execute(*, job_id: str, worker: str | None = None) -> str:
-    """Run the job if this worker wins the claim; return what happened, for logs and tests."""
-    token = services.job_claim(job_id=job_id, worker=worker or worker_name())
+    """Run the job if this worker wins the claim; return what happened, for logs and tests.
+
+    Raises ClaimFailed if the database failed the claim, leaving the job waiting.
+    """
+    token, record = _claim(job_id, worker or worker_name())
     if token is None:
         # Deleted, already claimed by another worker, or a duplicate message: nothing to do.
         logger.info("Job %s was not waiting; message ignored", job_id)
         return "skipped"
-    record = Job.objects.get(pk=job_id)
+    # The lock is kept while the outcome is written too: a write that has to wait for the
+    # database must not lose the job to a sweep meanwhile.
+    with LockKeeper(job_id, token):
+        return _run(record, token)
+
+
+def _claim(job_id: str, worker: str) -> tuple[str | None, Job | None]:
+    token = None
+    try:
+        token = services.job_claim(job_id=job_id, worker=worker)
+        return token, Job.objects.get(pk=job_id) if token else None
+    except TRANSIENT_DB_ERRORS as exc:
+        connection.close()
+        if token is not None:
+            # Claimed but not loaded: put it back; if even that fails, its lock runs out and the sweep does it.
+            try:
+                persist(lambda: services.job_release(job_id=job_id, token=token), job_id=job_id, what="release", patience=2.0)
+            except TRANSIENT_DB_ERRORS:
+                logger.warning("Job %s: could not put the job back; the sweep will once its lock runs out", job_id)
+        raise ClaimFailed(f"Job {job_id}: the claim hit a database error: {exc}") from exc
+
+
+def _run(record: Job, token: str) -> str:
+    job_id = record.pk
     function = registry.get(record.name)
     if function is None:
-        services.job_fail(
-            job_id=job_id,
-            reason=f"No job function is registered as {record.name!r} in this worker.",
-            stacktrace="",
-            retry=False,
-            token=token,
-        )
-        return "failed"
+        return _fail(job_id, token, f"No job function is registered as {record.name!r} in this worker.", retry=False)
+    refusal = _timeout_refusal(record)
+    if refusal is not None:
+        return _fail(job_id, token, refusal, retry=False)
     try:
-        with LockKeeper(job_id, token):
-            result = function.func(JobHandle(record, token=token))
+        result = function.func(JobHandle(record, token=token))
         services.ensure_json(result, "the return value")
     except Exception as exc:
         if isinstance(exc, SoftTimeLimitExceeded):
@@ -96,19 +135,61 @@ def job_execute(*, job_id: str, worker: str | None = None) -> str:
         else:
             logger.exception("Job %s (%s) failed", job_id, record.name)
             reason = str(exc) or type(exc).__name__
-        state = services.job_fail(job_id=job_id, reason=reason, stacktrace=traceback.format_exc(), token=token)
-        return str(state)
-    if not services.job_complete(job_id=job_id, return_value=result, token=token):
-        return "lost"
-    return "completed"
+        # The job function may choose how its failure is retried (a tracked task follows Celery:
+        # self.retry(countdown=…), autoretry_for); any other retries after the job's backoff.
+        choice = function.retry_choice(exc)
+        return _fail(job_id, token, reason, stacktrace=traceback.format_exc(), retry=choice.retry, retry_delay=choice.delay)
+    completed = persist(
+        lambda: services.job_complete(job_id=job_id, token=token, return_value=result),
+        job_id=job_id, what="completion", patience=conf.get("LOCK_DURATION"),
+    )
+    return "completed" if completed else "lost"
 
 
-def release_worker_jobs(node: str | None = None) -> int:
-    """Put the jobs still active in this worker back to waiting; return how many."""
-    prefix = f"{node or _worker_node}:"
-    released = 0
-    for job_id in list(Job.objects.filter(state=JobState.ACTIVE, worker__startswith=prefix).values_list("pk", flat=True)):
-        released += services.job_release(job_id=job_id)
-    if released:
-        logger.warning("Put %d running jobs back to waiting as the worker stopped", released)
-    return released
+def _fail(
+    job_id: str, token: str, reason: str, *, stacktrace: str = "", retry: bool = True, retry_delay: int | None = None
+) -> str:
+    """Record a failed attempt, trying again through database errors; return the job's new state, or 'lost'."""
+    state = persist(
+        lambda: services.job_fail(
+            job_id=job_id, token=token, reason=reason, stacktrace=stacktrace, retry=retry, retry_delay=retry_delay
+        ),
+        job_id=job_id, what="failure", patience=conf.get("LOCK_DURATION"),
+    )
+    return str(state) if state else "lost"
+
+
+def _timeout_refusal(record: Job) -> str | None:
+    """The reason a job with opts.timeout cannot run here, if this worker's pool cannot stop it on time."""
+    from .worker import current
+
+    worker = current()
+    if not record.opts.get("timeout") or worker is None or worker.stops_jobs_on_time:
+        return None
+    return (
+        f"opts.timeout cannot be enforced by this worker's {worker.pool_name} pool; "
+        "run jobs with a timeout on a prefork worker."
+    )
+
+
+def job_fail_killed(*, job_id: str, pool_pid: int | None, seconds: float) -> str | None:
+    """Fail the attempt of a job whose pool process was killed at its hard time limit; in the worker's main process.
+
+    Only the claim of the killed process is failed: its token is read from the row that names
+    that process, so a job already taken back by a sweep and claimed again is left alone.
+    """
+    from .worker import current
+
+    worker = current()
+    if worker is None or pool_pid is None:
+        return None
+    token = (
+        Job.objects.filter(pk=job_id, state=JobState.ACTIVE, worker=worker.process_name(pool_pid))
+        .order_by()
+        .values_list("lock_token", flat=True)
+        .first()
+    )
+    if token is None:
+        return None
+    state = _fail(job_id, token, f"Job timed out and was killed after {seconds} s (opts.timeout).")
+    return None if state == "lost" else state

@@ -1,5 +1,6 @@
 """Request and response shapes of the job API."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import JobState
@@ -32,6 +33,7 @@ class JobCreateSerializer(serializers.Serializer):
         return attrs
 
 
+@extend_schema_field({"type": "array", "items": {"type": "string", "enum": list(JobState.values)}})
 class StatesField(serializers.Field):
     """`state=failed&state=delayed` or `state=failed,delayed`."""
 
@@ -47,15 +49,19 @@ class StatesField(serializers.Field):
         return sorted(set(states))
 
 
+# The last millisecond of year 9999: the latest moment a datetime can hold.
+MAX_MS = 253_402_300_799_999
+
+
 class JobListQuerySerializer(serializers.Serializer):
     """GET /api/job: filters (the cursor and `limit` belong to the pagination)."""
 
     state = StatesField(required=False, help_text="One or more states, repeated or comma-separated.")
     name = StrictCharField(required=False, max_length=200)
-    createdAfter = serializers.IntegerField(required=False, min_value=0, help_text="ms since the epoch")
-    createdBefore = serializers.IntegerField(required=False, min_value=0, help_text="ms since the epoch")
+    createdAfter = serializers.IntegerField(required=False, min_value=0, max_value=MAX_MS, help_text="ms since the epoch")
+    createdBefore = serializers.IntegerField(required=False, min_value=0, max_value=MAX_MS, help_text="ms since the epoch")
     limit = serializers.IntegerField(required=False, min_value=1, max_value=500, help_text="Jobs per page (50).")
-    cursor = serializers.CharField(required=False, max_length=500, help_text="From a page's next or previous link.")
+    cursor = serializers.RegexField(r"^[A-Za-z0-9_=-]{1,500}$", required=False, help_text="From a page's next or previous link.")
 
 
 class CountsQuerySerializer(serializers.Serializer):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import conf, registry
+from . import conf, messages, registry
 from .errors import (
     InvalidJob,
     JobExists,
@@ -67,9 +66,10 @@ def job_create(
 ) -> Job:
     """Create a job row; its message is sent only once the surrounding transaction commits.
 
-    `owner` is the account the job belongs to ("" for the system); a custom jobId is unique within
-    it. With public_only (a tenant's request) a job function not declared public is refused
-    exactly as a name that does not exist.
+    The job goes to the queue its job function names; `queue` (a Queue's name) only when the
+    function names none; else JOBS["QUEUE"]. `owner` is the account the job belongs to ("" for the
+    system); a custom jobId is unique within it. With public_only (a tenant's request) a job
+    function not declared public is refused exactly as a name that does not exist.
     """
     name = registry.DEFAULT_JOB_NAME if name is None else name
     function = registry.get(name, public_only=public_only) if isinstance(name, str) else None
@@ -88,7 +88,7 @@ def job_create(
         id=pk,
         public_id=pk if options.job_id is None else options.job_id,
         name=name,
-        queue=queue or function.queue or conf.get("QUEUE"),
+        queue=function.queue or queue or conf.get("QUEUE"),
         owner=owner,
         data=data,
         opts=options.to_json(),
@@ -117,6 +117,9 @@ def celery_priority(priority: int | None) -> int:
     return UNPRIORITIZED_STEP if priority is None else min(priority - 1, UNPRIORITIZED_STEP - 1)
 
 
+# -- messages -----------------------------------------------------------------------------------
+
+
 def job_send(*, job_id: str) -> bool:
     """Put the message of a waiting job on the broker; return False if it was not sent.
 
@@ -124,31 +127,55 @@ def job_send(*, job_id: str) -> bool:
     sweep sends it again later.
     """
     try:
-        return _send(job_id)
+        return jobs_send(job_ids=[job_id]) == 1
     except Exception:
         logger.warning("Could not send job %s to the broker; the sweep will retry", job_id, exc_info=True)
         return False
 
 
-def _send(job_id: str) -> bool:
-    from .tasks import run_job
+def jobs_send(*, job_ids: list[str], broker: messages.Broker | None = None) -> int:
+    """Send a message for each of these jobs that is waiting; return how many were sent.
 
-    row = Job.objects.filter(pk=job_id, state=JobState.WAITING).values("queue", "priority", "opts").first()
-    if row is None:
-        return False
-    limits = {}
+    A broker error is raised once the messages sent before it are recorded.
+    """
+    broker = broker or messages.broker()
+    rows = Job.objects.filter(pk__in=job_ids, state=JobState.WAITING).order_by().values("pk", "queue", "priority", "opts")
+    by_id = {row["pk"]: row for row in rows}
+    sent = []
+    try:
+        for job_id in dict.fromkeys(job_ids):
+            if job_id in by_id:
+                broker.publish(_outgoing(by_id[job_id]))
+                sent.append(job_id)
+    finally:
+        if sent:
+            Job.objects.filter(pk__in=sent, state=JobState.WAITING).update(sent_at=timezone.now())
+    return len(sent)
+
+
+def _outgoing(row: dict[str, Any]) -> messages.Outgoing:
     timeout_ms = row["opts"].get("timeout")
-    if timeout_ms:
-        # The soft limit raises inside the job function, which fails the attempt with a clear
-        # reason; the hard limit kills the process if the function swallows that exception.
-        limits = {"soft_time_limit": timeout_ms / 1000, "time_limit": timeout_ms / 1000 + conf.get("TIMEOUT_GRACE")}
-    run_job.apply_async(args=[job_id], queue=row["queue"], priority=celery_priority(row["priority"]), **limits)
-    Job.objects.filter(pk=job_id, state=JobState.WAITING).update(sent_at=timezone.now())
-    return True
+    # The soft limit raises inside the job function, which fails the attempt with a clear
+    # reason; the hard limit kills the process if the function swallows that exception.
+    return messages.Outgoing(
+        job_id=row["pk"],
+        queue=row["queue"],
+        priority=celery_priority(row["priority"]),
+        soft_time_limit=timeout_ms / 1000 if timeout_ms else None,
+        time_limit=timeout_ms / 1000 + conf.get("TIMEOUT_GRACE") if timeout_ms else None,
+    )
+
+
+def jobs_note_queued(*, job_ids: set[str] | list[str], before: datetime, now: datetime) -> int:
+    """Record that these waiting jobs' messages were found still on the broker, so none is sent twice."""
+    return Job.objects.filter(pk__in=list(job_ids), state=JobState.WAITING, sent_at__lt=before).update(sent_at=now)
+
+
+# -- transitions: each is one guarded UPDATE, and those of a running job are fenced by its lock -------
 
 
 def job_claim(*, job_id: str, worker: str) -> str | None:
-    """Move a waiting job to active for `worker`; return the lock token to the one caller that wins."""
+    """waiting → active for `worker`; return the lock token to the one caller that wins."""
     token = uuid.uuid4().hex
     now = timezone.now()
     won = Job.objects.filter(pk=job_id, state=JobState.WAITING).update(
@@ -161,28 +188,15 @@ def job_claim(*, job_id: str, worker: str) -> str | None:
     return token if won else None
 
 
-def _holding(job_id: str, token: str | None) -> JobQuerySet:
-    """The job, if it is active and (given a token) still locked by that token's holder."""
-    queryset = Job.objects.filter(pk=job_id, state=JobState.ACTIVE)
-    return queryset if token is None else queryset.filter(lock_token=token)
+def _held(job_id: str, token: str) -> JobQuerySet:
+    """The job, if it is active and still locked by the holder of `token`."""
+    return Job.objects.filter(pk=job_id, state=JobState.ACTIVE, lock_token=token)
 
 
-def job_extend_lock(*, job_id: str, token: str) -> bool:
-    """Renew the lock of a running job; False means the job is no longer ours."""
-    until = timezone.now() + timedelta(seconds=conf.get("LOCK_DURATION"))
-    return _holding(job_id, token).update(lock_until=until) == 1
-
-
-def job_set_progress(*, job_id: str, progress: Any, token: str | None = None) -> bool:
-    """Record the progress of an active job; touches nothing else."""
-    ensure_json(progress, "progress")
-    return _holding(job_id, token).update(progress=progress) == 1
-
-
-def job_complete(*, job_id: str, return_value: Any, token: str | None = None) -> bool:
-    """Mark an active job completed with its result."""
+def job_complete(*, job_id: str, token: str, return_value: Any) -> bool:
+    """active → completed, with its result."""
     return (
-        _holding(job_id, token).update(
+        _held(job_id, token).update(
             state=JobState.COMPLETED, return_value=return_value, finished_on=timezone.now(), **UNLOCKED
         )
         == 1
@@ -190,50 +204,119 @@ def job_complete(*, job_id: str, return_value: Any, token: str | None = None) ->
 
 
 def job_fail(
-    *, job_id: str, reason: str, stacktrace: str, retry: bool = True, token: str | None = None
+    *, job_id: str, token: str, reason: str, stacktrace: str, retry: bool = True, retry_delay: int | None = None
 ) -> JobState | None:
-    """Record a failed attempt: retry after the backoff if attempts are left, else fail the job.
+    """Record a failed attempt: active → failed, or job_reschedule if attempts are left.
 
     With retry=False the job fails now, whatever attempts are left (a retry cannot help).
-    Returns the job's new state, or None if the job was no longer active (or no longer ours).
+    `retry_delay` (ms) replaces the backoff for this retry (a tracked task's self.retry(countdown=…)).
+    Returns the job's new state, or None if the job was no longer active or no longer ours.
     """
-    job = _holding(job_id, token).first()
+    job = _held(job_id, token).order_by().first()
     if job is None:
         return None
+    if retry and job.attempts_made + 1 < job.attempts:
+        return job_reschedule(job=job, token=token, reason=reason, stacktrace=stacktrace, retry_delay=retry_delay)
     now = timezone.now()
-    attempts_made = job.attempts_made + 1
-    fields: dict[str, Any] = {
-        "attempts_made": attempts_made,
+    fields = {**_failed_attempt(job, reason, stacktrace), "state": JobState.FAILED, "finished_on": now}
+    return JobState.FAILED if _held(job_id, token).update(**fields) else None
+
+
+def job_reschedule(
+    *, job: Job, token: str, reason: str, stacktrace: str, retry_delay: int | None = None
+) -> JobState | None:
+    """Record a failed attempt of the running `job` and schedule the next: active → delayed (backoff) or waiting."""
+    now = timezone.now()
+    wait = parse_options(job.opts).backoff
+    wait_ms = wait.delay_after(job.attempts_made + 1) if wait else 0
+    # A delay the job function chose for this retry (a tracked task's self.retry) wins.
+    wait_ms = wait_ms if retry_delay is None else retry_delay
+    state = JobState.DELAYED if wait_ms else JobState.WAITING
+    fields = {
+        **_failed_attempt(job, reason, stacktrace),
+        "state": state,
+        "run_at": now + timedelta(milliseconds=wait_ms),
+        "sent_at": None,
+    }
+    if _held(job.pk, token).update(**fields) != 1:
+        return None
+    if state == JobState.WAITING:
+        transaction.on_commit(partial(job_send, job_id=job.pk))
+    return state
+
+
+def _failed_attempt(job: Job, reason: str, stacktrace: str) -> dict[str, Any]:
+    return {
+        "attempts_made": job.attempts_made + 1,
         # An exception's message is the job function's text: it must not stop the job failing.
         "failed_reason": clean_text(reason),
         "stacktrace": ([*job.stacktrace, clean_text(stacktrace)])[-conf.get("STACKTRACE_LIMIT"):],
         **UNLOCKED,
     }
-    if retry and attempts_made < job.attempts:
-        wait = parse_options(job.opts).backoff
-        wait_ms = wait.delay_after(attempts_made) if wait else 0
-        fields.update(
-            state=JobState.DELAYED if wait_ms else JobState.WAITING,
-            run_at=now + timedelta(milliseconds=wait_ms),
-            sent_at=None,
-        )
-    else:
-        fields.update(state=JobState.FAILED, finished_on=now)
-    if _holding(job_id, job.lock_token).update(**fields) != 1:
-        return None
-    if fields["state"] == JobState.WAITING:
-        transaction.on_commit(partial(job_send, job_id=job_id))
-    return fields["state"]
 
 
-def job_release(*, job_id: str, token: str | None = None) -> bool:
-    """Put an active job back to waiting, as if it had not started (a worker shutting down)."""
-    released = _holding(job_id, token).update(
-        state=JobState.WAITING, run_at=timezone.now(), sent_at=None, **UNLOCKED
-    )
-    if released:
-        job_send(job_id=job_id)
-    return released == 1
+def job_release(*, job_id: str, token: str) -> bool:
+    """active → waiting, as if it had not started (its worker is stopping).
+
+    No message is sent: the one the worker took was not acknowledged, so the broker hands it
+    back (at once when the worker closes its connection, else after its visibility timeout).
+    """
+    now = timezone.now()
+    return _held(job_id, token).update(state=JobState.WAITING, run_at=now, sent_at=now, **UNLOCKED) == 1
+
+
+def jobs_promote_due(*, now: datetime, limit: int) -> list[str]:
+    """delayed → waiting for the jobs whose time has come; return the ids this caller promoted."""
+    promoted = []
+    for job_id in list(Job.objects.due(now).values_list("pk", flat=True)[:limit]):
+        # Several workers sweep at once; the guarded update lets exactly one promote each job.
+        if Job.objects.filter(pk=job_id, state=JobState.DELAYED).update(state=JobState.WAITING, run_at=now, sent_at=None):
+            promoted.append(job_id)
+    return promoted
+
+
+def jobs_recover_stalled(*, now: datetime, limit: int) -> tuple[list[str], int]:
+    """active → waiting (or failed after MAX_STALLED_COUNT) for jobs whose worker stopped renewing the lock.
+
+    Returns the ids put back to waiting, and how many failed. The lost worker's message may come
+    back from the broker too; the claim runs the job once whichever message arrives first.
+    """
+    recovered, failed = [], 0
+    for job in list(Job.objects.stalled(now).values("pk", "lock_token", "stalled_count")[:limit]):
+        stalled_count = job["stalled_count"] + 1
+        if stalled_count > conf.get("MAX_STALLED_COUNT"):
+            fields = {"state": JobState.FAILED, "failed_reason": STALLED_REASON, "finished_on": now}
+        else:
+            fields = {"state": JobState.WAITING, "run_at": now, "sent_at": None}
+        if not _held(job["pk"], job["lock_token"]).update(stalled_count=stalled_count, **fields, **UNLOCKED):
+            continue
+        logger.warning("Job %s stalled (lock expired, %d times): now %s", job["pk"], stalled_count, fields["state"])
+        if fields["state"] == JobState.WAITING:
+            recovered.append(job["pk"])
+        else:
+            failed += 1
+    return recovered, failed
+
+
+# -- writes of a running job and of its data ------------------------------------------------------
+
+
+def job_extend_lock(*, job_id: str, token: str) -> bool:
+    """Renew the lock of a running job; False means the job is no longer ours."""
+    until = timezone.now() + timedelta(seconds=conf.get("LOCK_DURATION"))
+    return _held(job_id, token).update(lock_until=until) == 1
+
+
+def job_set_progress(*, job_id: str, progress: Any, token: str | None = None) -> bool:
+    """Record the progress of an active job (only its lock holder's, given a token); touches nothing else."""
+    ensure_json(progress, "progress")
+    queryset = Job.objects.filter(pk=job_id, state=JobState.ACTIVE) if token is None else _held(job_id, token)
+    return queryset.update(progress=progress) == 1
+
+
+def job_set_data(*, job_id: str, token: str, data: Any) -> bool:
+    """Replace the data of a running job from inside it; False if the job is no longer ours."""
+    return _held(job_id, token).update(data=ensure_json_object(data, "data")) == 1
 
 
 def _changeable(*, owner: str, job_id: str, public_only: bool) -> str:
@@ -275,9 +358,12 @@ def job_update_data(*, owner: str, job_id: str, data: Any, merge: bool, public_o
 def job_remove(*, owner: str, job_id: str, public_only: bool = False) -> None:
     """Delete `owner`'s job `job_id` if it has not started; raise JobStarted if it has, JobNotFound if there is none."""
     pk = _changeable(owner=owner, job_id=job_id, public_only=public_only)
-    # One DELETE guarded by state: it and the claim's UPDATE cannot both win.
-    deleted, _ = Job.objects.filter(pk=pk, state__in=REMOVABLE_STATES).delete()
-    if not deleted:
+    # One DELETE guarded by state: it and the claim's UPDATE cannot both win. QuerySet.delete()
+    # would do this only on its fast path; any pre_delete or post_delete receiver (an audit app
+    # connects one for every model) turns it into a SELECT then a DELETE by id, without the guard.
+    # So no delete signals are sent for jobs, as none are sent for QuerySet.update().
+    removable = Job.objects.filter(pk=pk, state__in=REMOVABLE_STATES)
+    if not removable._raw_delete(removable.db):
         raise JobStarted(job_id, _state_of(pk, job_id))
 
 
@@ -311,64 +397,3 @@ def _sent_after_commit(pk: str) -> Job:
     job = Job.objects.get(pk=pk)
     transaction.on_commit(partial(job_send, job_id=pk))
     return job
-
-
-@dataclass(frozen=True)
-class SweepReport:
-    promoted: int = 0
-    recovered: int = 0
-    stalled_out: int = 0
-    sent: int = 0
-
-
-def jobs_sweep(*, now: datetime | None = None, broker_lost_messages: bool = False) -> SweepReport:
-    """Promote due delayed jobs, recover stalled ones, and send every waiting job whose message is missing.
-
-    A message is missing when it never left, when it left longer than RESEND_AFTER ago and the
-    job still waits, or when the broker lost its data (`broker_lost_messages`).
-    """
-    now = now or timezone.now()
-    batch = conf.get("SWEEP_BATCH")
-    if broker_lost_messages:
-        Job.objects.waiting().update(sent_at=None)
-    to_send = []
-    for job_id in list(Job.objects.due(now).order_by("run_at").values_list("pk", flat=True)[:batch]):
-        # Several workers sweep at once; the guarded update lets exactly one promote each job.
-        if Job.objects.filter(pk=job_id, state=JobState.DELAYED).update(
-            state=JobState.WAITING, run_at=now, sent_at=None
-        ):
-            to_send.append(job_id)
-    promoted = len(to_send)
-    recovered = stalled_out = 0
-    for job in list(Job.objects.stalled(now).values("pk", "lock_token", "stalled_count")[:batch]):
-        outcome = _recover_stalled(job["pk"], job["lock_token"], job["stalled_count"] + 1, now)
-        if outcome == JobState.WAITING:
-            recovered += 1
-            to_send.append(job["pk"])
-        elif outcome == JobState.FAILED:
-            stalled_out += 1
-    before = now - timedelta(seconds=conf.get("SEND_GRACE"))
-    to_send += Job.objects.unsent(before).order_by("run_at").values_list("pk", flat=True)[:batch]
-    resend_before = now - timedelta(seconds=conf.get("RESEND_AFTER"))
-    to_send += Job.objects.sent_before(resend_before).order_by("sent_at").values_list("pk", flat=True)[:batch]
-    sent = 0
-    for job_id in dict.fromkeys(to_send):
-        try:
-            sent += _send(job_id)
-        except Exception:
-            # The broker is down: the rest would fail the same way; the next sweep tries again.
-            logger.warning("Broker unavailable; job messages wait for the next sweep", exc_info=True)
-            break
-    return SweepReport(promoted=promoted, recovered=recovered, stalled_out=stalled_out, sent=sent)
-
-
-def _recover_stalled(job_id: str, token: str, stalled_count: int, now: datetime) -> JobState | None:
-    """Its worker stopped renewing the lock (killed, frozen, cut off): run the job again, or fail it."""
-    if stalled_count > conf.get("MAX_STALLED_COUNT"):
-        fields = {"state": JobState.FAILED, "failed_reason": STALLED_REASON, "finished_on": now}
-    else:
-        fields = {"state": JobState.WAITING, "run_at": now, "sent_at": None}
-    changed = _holding(job_id, token).update(stalled_count=stalled_count, **fields, **UNLOCKED)
-    if changed:
-        logger.warning("Job %s stalled (lock expired, %d times): now %s", job_id, stalled_count, fields["state"])
-    return fields["state"] if changed else None

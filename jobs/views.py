@@ -18,6 +18,7 @@ from .options import JOB_ID_CHARS
 from .parsers import BoundedJSONParser
 from .permissions import HasScope
 from .serializers import (
+    MAX_MS,
     CountsQuerySerializer,
     ErrorSerializer,
     JobCreateSerializer,
@@ -67,7 +68,8 @@ COUNTS = {
 
 @extend_schema_view(
     create=extend_schema(summary="Add a job", request=JobCreateSerializer, responses={201: JobSerializer, **ERRORS}),
-    list=extend_schema(summary="List jobs, newest first", parameters=[JobListQuerySerializer], responses={200: JobSerializer(many=True), **ERRORS}),
+    # The list is paged: drf-spectacular wraps JobSerializer in NewestFirst's page shape.
+    list=extend_schema(summary="List jobs, newest first", parameters=[JobListQuerySerializer], responses={200: JobSerializer, **ERRORS}),
     retrieve=extend_schema(summary="Read a job", parameters=[JOB_ID], responses={200: JobSerializer, **ERRORS}),
     partial_update=extend_schema(
         summary="Merge keys into a job's data",
@@ -97,6 +99,7 @@ class JobViewSet(viewsets.ViewSet):
         "destroy": "job.delete",
     }
     parser_classes = [BoundedJSONParser]
+    pagination_class = NewestFirst
     # Only what a job id can be; anything else is a JSON 404 from the catch-all route.
     lookup_value_regex = JOB_ID_CHARS
 
@@ -116,10 +119,10 @@ class JobViewSet(viewsets.ViewSet):
             states=filters.get("state"),
             name=filters.get("name"),
             # Job timestamps are whole ms: "after T" starts at the next millisecond.
-            created_after=from_ms(filters["createdAfter"] + 1) if "createdAfter" in filters else None,
+            created_after=from_ms(min(filters["createdAfter"] + 1, MAX_MS)) if "createdAfter" in filters else None,
             created_before=from_ms(filters.get("createdBefore")),
         )
-        paginator = NewestFirst()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobSerializer(page, many=True).data)
 

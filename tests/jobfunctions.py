@@ -65,6 +65,42 @@ def progress_task(job, label):
     return label
 
 
+@jobs.task
+def raises(message):
+    raise ValueError(message)
+
+
+@jobs.task(bind=True, max_retries=2)
+def retries_then_succeeds(task, fail_times, countdown):
+    """Celery's idiom: ask for a retry `countdown` seconds on, `fail_times` times, then succeed."""
+    if task.request.retries < fail_times:
+        raise task.retry(exc=ConnectionError(f"try {task.request.retries + 1} failed"), countdown=countdown)
+    return {"retries": task.request.retries, "max_retries": task.max_retries, "id": task.request.id}
+
+
+@jobs.task(autoretry_for=(ConnectionError,), retry_backoff=1, retry_jitter=False, max_retries=2)
+def autoretries(path, fail_times):
+    """Record each run in `path`; raise ConnectionError (retried automatically) on the first `fail_times`."""
+    with open(path, "a") as out:
+        out.write("run\n")
+    runs = len(Path(path).read_text().splitlines())
+    if runs <= fail_times:
+        raise ConnectionError(f"run {runs} could not connect")
+    return runs
+
+
+@jobs.task(bind=True)
+def task_waits_for_gate(task, gate):
+    """Report progress, then hold the worker until the file `gate` exists."""
+    task.progress({"waiting_for": gate})
+    deadline = time.monotonic() + 60
+    while not Path(gate).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} never opened")
+        time.sleep(0.05)
+    return "opened"
+
+
 @jobs.job("counts_users", public=True)
 def counts_users(job):
     """Use the Django ORM inside a job, as real job functions do."""
@@ -80,6 +116,26 @@ def solo_gate(job):
 
 @jobs.job("solo_records", queue="solo", public=True)
 def solo_records(job):
+    return records(job)
+
+
+@jobs.job("records_then_sleeps", public=True)
+def records_then_sleeps(job):
+    """Record the run, then take data["seconds"] to finish (a job that ends inside a grace period)."""
+    records(job)
+    time.sleep(job.data.get("seconds", 1))
+    return "slept"
+
+
+@jobs.job("reports_records", queue="reports", public=True)
+def reports_records(job):
+    """A job function on a queue of its own."""
+    return records(job)
+
+
+@jobs.job("backlog_records", queue="backlog", public=True)
+def backlog_records(job):
+    """A job function on a queue that only the test that needs it consumes."""
     return records(job)
 
 

@@ -5,7 +5,9 @@ from gravity.settings import *  # noqa: F403
 # Faults are noticed in seconds, not minutes, so fault-injection tests stay short.
 JOBS = {  # noqa: F405
     **JOBS,  # noqa: F405
-    "MODULES": ["tests.jobfunctions"],
+    # tests.faults: injected database errors, and a delete receiver as audit apps connect one;
+    # tests.djangotasks: functions decorated with Django's @task.
+    "MODULES": ["tests.jobfunctions", "tests.faults", "tests.djangotasks"],
     "LOCK_DURATION": 3.0,
     "SHUTDOWN_GRACE": 4.0,
     "RESEND_AFTER": 30.0,
@@ -14,3 +16,9 @@ JOBS = {  # noqa: F405
     "RATE_LIMIT": None,
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Django's Tasks: a second queue for the priority tests' single worker, and a backend whose jobs
+# retry, for the context's attempt number.
+TASKS = {
+    "default": {"BACKEND": "jobs.backends.JobsBackend", "QUEUES": ["default", "solo"]},
+    "retrying": {"BACKEND": "jobs.backends.JobsBackend", "OPTIONS": {"ATTEMPTS": 3, "BACKOFF": 200}},
+}

@@ -1,6 +1,7 @@
-"""`python -m worker`: start a Celery worker for the job queue with the project's defaults.
+"""`python -m worker`: start a Celery worker for the job queues with the project's defaults.
 
-Extra arguments go to `celery worker`, e.g. `python -m worker --concurrency 8`.
+It consumes JOBS["QUEUE"] and every queue a registered job function names, unless told which
+(`-Q`/`--queues`). Extra arguments go to `celery worker`, e.g. `python -m worker --concurrency 8`.
 """
 
 import os
@@ -13,10 +14,17 @@ def main(argv: list[str]) -> None:
 
     django.setup()
     from gravity.celery import app
-    from jobs import conf
+    from jobs import conf, registry
 
-    defaults = ["worker", "--loglevel", os.environ.get("LOG_LEVEL", "INFO"), "--queues", conf.get("QUEUE")]
+    defaults = ["worker", "--loglevel", os.environ.get("LOG_LEVEL", "INFO")]
+    if not names_queues(argv):
+        defaults += ["--queues", ",".join(dict.fromkeys([conf.get("QUEUE"), *registry.queues()]))]
     app.worker_main(defaults + argv)
+
+
+def names_queues(argv: list[str]) -> bool:
+    """Whether the arguments choose the queues themselves (-Q jobs, -Qjobs, --queues jobs, --queues=jobs)."""
+    return any(arg.startswith("-Q") or arg == "--queues" or arg.startswith("--queues=") for arg in argv)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,23 @@ def browser(request, tmp_path):
     driver.quit()
 
 
+@pytest.fixture
+def workers(stack):
+    """Stop the stack's own worker for the test, so the test decides which workers run; restore it after."""
+    stack.stop("worker")
+    started = []
+
+    def start(name, concurrency=2, *extra, **options):
+        started.append(name)
+        return stack.start_worker(name, concurrency, *extra, **options)
+
+    yield start
+    for name in started:
+        if name in stack.processes:
+            stack.stop(name)
+    stack.start_worker("worker")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/e2e/" in str(item.fspath):

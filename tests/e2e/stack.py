@@ -10,14 +10,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import requests.adapters
 
+from devtools import postgres as dev_postgres
 from devtools import redis as dev_redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,10 +34,15 @@ class Stack:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.processes: dict[str, subprocess.Popen] = {}
+        # Processes that must be signalled as a whole process group (see start_worker's namespace).
+        self.grouped: set[str] = set()
         self.keys: dict[str, str] = {}
+        # A file here makes one claim or completion fail with a database error (tests/faults.py).
+        self.faults = workdir / "faults"
+        self.faults.mkdir()
         self.redis_port = dev_redis.free_port()
         self.web_port = dev_redis.free_port()
-        self.database_url, self._drop_database = _database(workdir)
+        self.database_url, self._drop_database = throwaway_database(workdir)
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -48,6 +55,7 @@ class Stack:
             # As behind one load balancer: a test that needs its own client address for the
             # anonymous endpoints' limits sends it in X-Forwarded-For (see `request`).
             "TRUSTED_PROXIES": "1",
+            "GRAVITY_TEST_FAULTS": str(self.faults),
             # The worker is another process: emails go to files the tests read.
             "EMAIL_URL": f"file://{workdir / 'mail'}",
             # Links in emails lead to this stack's web server.
@@ -90,12 +98,15 @@ class Stack:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    def spawn(
+        self, name: str, command: list[str], env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None
+    ) -> subprocess.Popen:
         """Start a process of the stack; `env` adds to (or overrides) the stack's environment for it alone."""
         log = open(self.workdir / f"{name}.log", "ab")
-        # A session of its own, so a test can kill a worker with all its pool processes at once.
+        # A session of its own, so a test can signal a worker with all its pool processes at once.
         process = subprocess.Popen(
-            command, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=preexec_fn,
         )
         self.processes[name] = process
         return process
@@ -109,28 +120,61 @@ class Stack:
         wait_until(lambda: self._answers(), 30, "the web server to answer", self)
 
     def start_worker(
-        self, name: str, concurrency: int = 2, *extra: str, env: dict[str, str] | None = None
+        self, name: str, concurrency: int = 2, *extra: str, hostname: str | None = None, container: bool = False,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen:
+        """Start `python -m worker` (`env` adds to its environment); with container=True in a PID namespace of its own, as PID 1 (as in a container)."""
         log = self.workdir / f"{name}.log"
         offset = log.stat().st_size if log.exists() else 0
-        process = self.spawn(
-            name,
-            [sys.executable, "-m", "worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
-             "--without-mingle", "--without-gossip", *extra],
-            env,
-        )
+        command = [sys.executable, "-m", "worker", "--concurrency", str(concurrency), "--hostname",
+                   hostname or f"{name}@%h", "--without-mingle", "--without-gossip", *extra]
+        preexec_fn = None
+        if container:
+            # unshare stays as the namespace's parent: it ignores SIGTERM (so a signal to the group
+            # reaches the worker alone, as in a container) and SIGKILLs the worker if it dies.
+            user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+            command = ["unshare", *user, "--pid", "--fork", "--kill-child", *command]
+            preexec_fn = partial(signal.signal, signal.SIGTERM, signal.SIG_IGN)
+            self.grouped.add(name)
+        process = self.spawn(name, command, env, preexec_fn)
         wait_until(lambda: b" ready." in log.read_bytes()[offset:], 60, f"{name} to be ready", self)
         return process
 
-    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    @contextmanager
+    def held_solo_worker(self) -> Iterator[Path]:
+        """Run a one-process worker alone on the "solo" queue, held by a job that waits for the gate it yields.
+
+        What is added to the queue meanwhile waits; once the gate exists the worker takes it in queue
+        order. The stack's worker stops meanwhile: it consumes every queue a job function names.
+        """
+        self.stop("worker")
+        self.start_worker("solo", 1, "--queues", "solo")
+        try:
+            gate = self.gate()
+            blocker = self.add("solo_gate", {"gate": str(gate)})
+            self.wait_for(blocker["id"], "active")
+            yield gate
+        finally:
+            self.stop("solo")
+            self.start_worker("worker")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30, group: bool = False) -> None:
+        """Signal a process (with group=True: every process of its group at once, as Heroku and docker stop do) and wait."""
         process = self.processes.pop(name, None)
         if process is None or process.poll() is not None:
             return
-        process.send_signal(sig)
+        group = group or name in self.grouped
+        if group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
+            if group:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
             process.wait()
 
     def kill(self, name: str) -> None:
@@ -144,6 +188,29 @@ class Stack:
             self.stop(name)
         self.http.close()
         self._drop_database()
+
+    def log(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+    def python(self, code: str) -> str:
+        """Run Python in a Django process of the stack (its database and broker); return what it printed."""
+        return self.manage("shell", "--verbosity", "0", "-c", code)
+
+    def redis(self):
+        import redis
+
+        return redis.Redis.from_url(self.env["REDIS_JOB_URL"])
+
+    def messages_in(self, queue: str) -> int:
+        """Messages in Redis for `queue`: in its priority lists, and taken by workers but not acknowledged."""
+        client = self.redis()
+        try:
+            keys = [queue, *(f"{queue}\x06\x16{step}" for step in range(1, 10))]
+            listed = sum(client.llen(key) for key in keys)
+            held = sum(json.loads(raw)[2] == queue for raw in client.hvals("unacked"))
+            return listed + held
+        finally:
+            client.close()
 
     def logs(self, lines: int = 40) -> str:
         parts = []
@@ -242,22 +309,9 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, stack: Stac
         time.sleep(interval)
 
 
-def _database(workdir: Path) -> tuple[str, Callable[[], None]]:
+def throwaway_database(workdir: Path) -> tuple[str, Callable[[], None]]:
     """A fresh database for the stack: a SQLite file, or a new PostgreSQL database when DATABASE_URL names one."""
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         return f"sqlite:///{workdir / 'e2e.sqlite3'}", lambda: None
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"gravity_e2e_{uuid.uuid4().hex[:10]}"
-    # Create and drop from the maintenance database: the one DATABASE_URL names may not exist.
-    admin_url = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return urlunsplit(parts._replace(path=f"/{name}")), drop
+    return dev_postgres.throwaway_database(url, "gravity_e2e")

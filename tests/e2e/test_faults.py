@@ -7,6 +7,7 @@ prints one line of the table in docs/reliability.md.
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import time
@@ -18,23 +19,6 @@ import pytest
 from .stack import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def workers(stack):
-    """Stop the stack's own worker for the test, so the test decides which workers run; restore it after."""
-    stack.stop("worker")
-    started = []
-
-    def start(name, concurrency=2, *extra, env=None):
-        started.append(name)
-        return stack.start_worker(name, concurrency, *extra, env=env)
-
-    yield start
-    for name in started:
-        if name in stack.processes:
-            stack.stop(name)
-    stack.start_worker("worker")
 
 
 def runs_of(path):
@@ -154,7 +138,9 @@ def test_three_workers_run_each_of_a_thousand_jobs_exactly_once(stack, workers, 
 
 def test_delete_racing_the_start_is_one_or_the_other(stack, tmp_path):
     """Each job becomes due after 1 s (the sweep promotes it, a worker claims it); the DELETE lands
-    anywhere from just before to just after that, so both outcomes happen, and only ever one."""
+    anywhere from just before to just after that, so both outcomes happen, and only ever one. Every
+    process has a pre_delete receiver connected for all models, as audit apps do (tests/faults.py)."""
+    assert stack.python("from django.db.models.signals import pre_delete; from jobs.models import Job; print(pre_delete.has_listeners(Job))").strip() == "True"
     marker = tmp_path / "runs.txt"
     jitter = random.Random(7)
     pauses = [jitter.uniform(0.6, 2.4) for _ in range(60)]
@@ -176,7 +162,7 @@ def test_delete_racing_the_start_is_one_or_the_other(stack, tmp_path):
         assert runs[job_id] == (1 if status == 409 else 0), (job_id, status)
         assert stack.request("GET", f"/api/job/{job_id}").status_code == (200 if status == 409 else 404)
     counts = Counter(outcomes.values())
-    report(f"DELETE racing the start ({counts[204]} deleted, {counts[409]} started)",
+    report(f"DELETE racing the start, a pre_delete receiver connected ({counts[204]} deleted, {counts[409]} started)",
            60, counts[409], 0, sum(n > 1 for n in runs.values()),
            "./dev test tests/e2e/test_faults.py -k racing")
 
@@ -235,18 +221,23 @@ def test_a_job_over_its_timeout_is_stopped_and_failed(stack):
            "./dev test tests/e2e/test_faults.py -k timeout")
 
 
-def test_sigterm_lets_short_jobs_finish_and_puts_long_ones_back(stack, workers, tmp_path):
+@pytest.mark.parametrize("to", ["main", "group"])
+def test_sigterm_lets_short_jobs_finish_and_puts_long_ones_back(stack, workers, tmp_path, to):
+    """SIGTERM to the main process (docker stop of a lone process), or to every process of the worker
+    at once (Heroku, systemd, docker stop of a process tree): a job that ends inside the grace period
+    keeps its result; one that would not end is put back, unharmed, and runs on the next worker."""
     gate = stack.gate()
-    workers("stopping", 2)
-    short = stack.add("sleeps", {"seconds": 1})
     marker = tmp_path / "runs.txt"
+    workers("stopping", 2)
+    short = stack.add("records_then_sleeps", {"seconds": 1.5, "path": str(marker)})
     long = stack.add("records_then_waits", {"gate": str(gate), "path": str(marker)})
     stack.wait_for(short["id"], "active")
     stack.wait_for(long["id"], "active")
     started = time.monotonic()
-    stack.stop("stopping", signal.SIGTERM, timeout=30)
+    stack.stop("stopping", signal.SIGTERM, timeout=30, group=to == "group")
     assert time.monotonic() - started < 15
-    assert stack.get(short["id"])["state"] == "completed"
+    kept = stack.get(short["id"])
+    assert (kept["state"], kept["returnvalue"]) == ("completed", "slept")
     back = stack.get(long["id"])
     assert (back["state"], back["attemptsMade"], back["stalledCounter"]) == ("waiting", 0, 0)
     workers("after", 1)
@@ -254,7 +245,110 @@ def test_sigterm_lets_short_jobs_finish_and_puts_long_ones_back(stack, workers, 
     finished = [stack.get(short["id"]), stack.wait_for(long["id"], timeout=30)]
     assert finished[1]["state"] == "completed"
     runs = runs_of(marker)
+    assert runs[short["id"]] == 1, "the short job ran once and kept its result"
     assert runs[long["id"]] == 2, "once interrupted by the shutdown, once to the end"
-    report("SIGTERM with a 1 s job and a job past SHUTDOWN_GRACE (put back, then re-run: forced)", 2,
+    where = "to the main process" if to == "main" else "to every process of the worker at once"
+    report(f"SIGTERM {where}, with a 1.5 s job and a job past SHUTDOWN_GRACE (put back, then re-run: forced)", 2,
            sum(job["state"] == "completed" for job in finished), 0, sum(n > 1 for n in runs.values()),
-           "./dev test tests/e2e/test_faults.py -k sigterm")
+           f"./dev test tests/e2e/test_faults.py -k 'sigterm and {to}'")
+
+
+def test_a_database_error_at_claim_or_completion_never_strands_or_reruns_a_job(stack, workers, tmp_path):
+    """The claim's UPDATE (one job) and the completion's UPDATE (another) fail once with a database
+    error inside the worker: the first job's message goes back to the queue and it runs at the next
+    delivery, the second's completion is written again; each runs once, long before RESEND_AFTER."""
+    marker = tmp_path / "runs.txt"
+    workers("steady", 2)
+    # Delayed, so the fault is in place before the claim; the id is the internal one the UPDATE carries.
+    ids = [stack.add("records", {"path": str(marker)}, {"delay": 1500})["id"] for _ in range(2)]
+    faults = [stack.faults / f"claim-{ids[0]}", stack.faults / f"complete-{ids[1]}"]
+    for fault in faults:
+        fault.touch()
+    done = wait_all(stack, ids, timeout=30)
+    runs = runs_of(marker)
+    assert [job["state"] for job in done] == ["completed", "completed"]
+    assert [fault.exists() for fault in faults] == [False, False], "both faults happened"
+    log = stack.log("steady")
+    assert f"injected fault: claim of job {ids[0]}" in log and f"injected fault: complete of job {ids[1]}" in log
+    assert all(runs[job_id] == 1 for job_id in ids)
+    assert [job["stalledCounter"] for job in done] == [0, 0]
+    # RESEND_AFTER is 30 s in the tests: the claimed job did not wait for the backstop.
+    assert all(job["finishedOn"] - job["timestamp"] < 12_000 for job in done)
+    report("Database error at the claim of one job and at the completion of another", 2,
+           sum(job["state"] == "completed" for job in done), 2 - len(runs), sum(n > 1 for n in runs.values()),
+           "./dev test tests/e2e/test_faults.py -k database_error")
+
+
+def test_two_workers_with_the_same_hostname_and_pid_put_back_only_their_own_jobs(stack, workers, tmp_path):
+    """Two containers: the same --hostname, each worker PID 1 in a PID namespace of its own. One
+    stopping must not put back the job the other is running."""
+    marker = tmp_path / "runs.txt"
+    gate = stack.gate()
+    workers("twin-a", 1, hostname="twin@box", container=True)
+    job = stack.add("records_then_waits", {"gate": str(gate), "path": str(marker)})
+    stack.wait_for(job["id"], "active")
+    workers("twin-b", 1, hostname="twin@box", container=True)
+    stack.stop("twin-b")
+    assert "Put " not in stack.log("twin-b"), "the stopping twin put back no job"
+    assert stack.get(job["id"])["state"] == "active"
+    gate.touch()
+    done = stack.wait_for(job["id"], timeout=30)
+    runs = runs_of(marker)
+    assert (done["state"], runs[job["id"]], done["stalledCounter"]) == ("completed", 1, 0)
+    report("Two workers with the same --hostname, each PID 1 in its own PID namespace; one stops", 1,
+           int(done["state"] == "completed"), 1 - len(runs), sum(n > 1 for n in runs.values()),
+           "./dev test tests/e2e/test_faults.py -k same_hostname")
+
+
+def test_jobs_run_on_the_queue_their_function_names_with_a_worker_started_without_queues(stack, workers, tmp_path):
+    """A job function on queue 'reports': its jobs go there whether added over HTTP or by Python through
+    Queue('jobs'), and `python -m worker` with no -Q consumes it."""
+    marker = tmp_path / "runs.txt"
+    on_jobs = stack.messages_in("jobs")
+    by_http = stack.add("reports_records", {"path": str(marker)})["id"]
+    by_python = stack.python(
+        f"from jobs import Queue; print(Queue('jobs').add({{'path': {str(marker)!r}}}, name='reports_records').id)"
+    ).strip()
+    wait_until(lambda: stack.messages_in("reports") == 2, 10, "both messages on the 'reports' queue", stack)
+    assert stack.messages_in("jobs") == on_jobs
+    workers("all-queues", 1)
+    wait_until(lambda: len(runs_of(marker)) == 2, 30, "both jobs to run", stack)
+    assert "reports" in stack.log("all-queues").split("[queues]")[1].split("[tasks]")[0]
+    states = stack.python(
+        f"from jobs.models import Job; print(sorted(Job.objects.filter(pk__in={[by_http, by_python]!r}).values_list('state', flat=True)))"
+    ).strip()
+    runs = runs_of(marker)
+    assert (states, sorted(runs.values())) == ("['completed', 'completed']", [1, 1])
+    report("Jobs on the queue their function names (added over HTTP and through Queue('jobs')), worker without -Q", 2,
+           states.count("completed"), 2 - len(runs), sum(n > 1 for n in runs.values()),
+           "./dev test tests/e2e/test_faults.py -k queue_their_function_names")
+
+
+def test_a_backlog_keeps_one_message_per_waiting_job_past_resend_after(stack, workers, tmp_path):
+    """50 jobs wait on a queue nobody consumes, past RESEND_AFTER (30 s in the tests): each keeps one
+    message. Then the queue is emptied inside Redis (the jobs' tracking keys survive, as after a purge):
+    the next check sends each once more, and a consumer runs each once."""
+    marker = tmp_path / "runs.txt"
+    workers("sweeps", 1, "-Q", "jobs")
+    ids = add_many(stack, 50, name="backlog_records", data={"path": str(marker)})
+    wait_until(lambda: stack.messages_in("backlog") == 50, 10, "50 messages on the backlog queue", stack)
+
+    def checked(times):
+        found = re.findall(r"(\d+) messages found still queued", stack.log("sweeps"))
+        return sum(map(int, found)) >= 50 * times
+
+    wait_until(lambda: checked(1), 60, "a sweep to find the backlog still queued past RESEND_AFTER", stack)
+    past_resend_after = stack.messages_in("backlog")
+    assert past_resend_after == 50
+    client = stack.redis()
+    client.delete(*[f"backlog\x06\x16{step}" for step in range(1, 10)], "backlog")
+    client.close()
+    workers("drains", 1, "-Q", "backlog")
+    done = wait_all(stack, ids, timeout=90)
+    runs = runs_of(marker)
+    assert [job["state"] for job in done] == ["completed"] * 50
+    assert sorted(runs) == sorted(ids) and set(runs.values()) == {1}
+    assert stack.messages_in("backlog") == 0
+    report(f"50 jobs waiting past RESEND_AFTER on a queue nobody consumes ({past_resend_after} messages in Redis); "
+           "then their messages lost inside Redis", 50, len(done), 50 - len(runs), sum(n > 1 for n in runs.values()),
+           "./dev test tests/e2e/test_faults.py -k backlog")

@@ -34,6 +34,7 @@ def generated_schema() -> dict:
 
 schema = schemathesis.openapi.from_dict(generated_schema())
 addresses = itertools.count(1)
+LONGEST_REQUEST_LINE = 8190
 
 
 def test_the_served_schema_is_the_one_fuzzed(stack):
@@ -53,6 +54,8 @@ def test_no_input_produces_a_server_error(case, stack):
     n = next(addresses)
     headers = {"Authorization": f"Bearer {stack.keys['alice']}", "X-Forwarded-For": f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"}
     response = case.call(base_url=stack.base_url, headers=headers, timeout=30)
+    if response.status_code == 414 and len(response.request.url) > LONGEST_REQUEST_LINE:
+        return  # gunicorn's own answer to a request line over its limit (gunicorn.conf.py), before the app
     case.validate_response(
         response,
         checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],

@@ -177,11 +177,7 @@ def test_job_functions_use_the_django_database(stack):
 
 def test_higher_priority_jobs_run_first(stack, tmp_path):
     """One single-process worker on its own queue: once it is free it takes jobs by priority."""
-    stack.start_worker("solo", 1, "--queues", "solo")
-    try:
-        gate = stack.gate()
-        blocker = stack.add("solo_gate", {"gate": str(gate)})
-        stack.wait_for(blocker["id"], "active")
+    with stack.held_solo_worker() as gate:
         order = tmp_path / "order.txt"
         added = [
             stack.add("solo_records", {"path": str(order), "label": label}, opts)["id"]
@@ -190,7 +186,5 @@ def test_higher_priority_jobs_run_first(stack, tmp_path):
         gate.touch()
         for job_id in added:
             stack.wait_for(job_id)
-        ran = [line.split()[0] for line in order.read_text().splitlines()]
-        assert ran == [added[2], added[3], added[1], added[0]]
-    finally:
-        stack.stop("solo")
+    ran = [line.split()[0] for line in order.read_text().splitlines()]
+    assert ran == [added[2], added[3], added[1], added[0]]

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from .stack import wait_until
-from .test_faults import report, runs_of, workers  # noqa: F401 (workers is a fixture)
+from .test_faults import report, runs_of
 
 
 PEOPLE = {"kim@example.com", "lee@example.com"}
@@ -173,7 +173,7 @@ print(json.dumps({{"state": job.state, "attemptsMade": job.attempts_made, "faile
 
 @pytest.mark.slow
 def test_a_mail_server_that_never_answers_holds_no_lock_and_the_email_goes_once_it_answers(
-    stack, workers, mail_server, tmp_path  # noqa: F811 (workers is the fixture imported above)
+    stack, workers, mail_server, tmp_path
 ):
     # A worker of its own whose emails go to the silent server; the stack's worker is stopped meanwhile.
     workers("mailer", 2, env={"EMAIL_URL": f"smtp://127.0.0.1:{mail_server.port}", "EMAIL_TIMEOUT": str(EMAIL_TIMEOUT)})

@@ -26,3 +26,12 @@ def test_bad_settings_are_reported(settings):
 def test_pickle_is_refused(settings):
     settings.CELERY_TASK_SERIALIZER = "pickle"
     assert [e.id for e in check_jobs_settings()] == ["jobs.E007"]
+
+
+def test_a_pool_that_cannot_stop_jobs_on_time_is_flagged(settings):
+    settings.CELERY_WORKER_POOL = "threads"
+    assert [(e.id, e.msg) for e in check_jobs_settings()] == [
+        ("jobs.W001", "CELERY_WORKER_POOL 'threads' cannot stop a job at its opts.timeout: jobs with opts.timeout fail at once on it.")
+    ]
+    settings.CELERY_WORKER_POOL = "prefork"
+    assert check_jobs_settings() == []

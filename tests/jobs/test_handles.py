@@ -1,4 +1,4 @@
-"""The Bull-like Python API: Queue, JobHandle, @jobs.job, @jobs.task."""
+"""The Bull-like Python API: Queue, JobHandle, @jobs.job (tracked tasks: test_tracked.py)."""
 
 import pytest
 
@@ -7,7 +7,6 @@ from jobs import registry
 from jobs.errors import AlreadyRegistered, JobStarted
 from jobs.models import Job
 from jobs.runner import job_execute
-from tests.jobfunctions import add, progress_task
 
 pytestmark = pytest.mark.django_db
 
@@ -83,25 +82,3 @@ def test_process_registers_a_job_function_on_a_queue():
 def test_a_second_function_under_a_taken_name_is_refused():
     with pytest.raises(AlreadyRegistered, match="A job function is already registered as 'noop': tests.jobfunctions.noop."):
         jobs.job("noop")(lambda job: None)
-
-
-def test_a_tracked_task_delay_creates_a_job_sent_after_commit(django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        job = add.delay(2, y=3)
-    assert (job.name, job.data) == ("tests.jobfunctions.add", {"args": [2], "kwargs": {"y": 3}})
-    assert len(callbacks) == 1
-    job_execute(job_id=job.id, worker="w")
-    assert job.reload().return_value == 5
-    assert add(1, 1) == 2
-
-
-def test_a_bound_tracked_task_gets_the_job_handle_first():
-    job = progress_task.apply_async(["hello"], countdown=0)
-    job_execute(job_id=job.id, worker="w")
-    job.reload()
-    assert (job.return_value, job.progress()) == ("hello", {"label": "hello"})
-
-
-def test_a_tracked_task_countdown_becomes_a_delay():
-    job = add.apply_async((1, 2), countdown=1.5)
-    assert (job.state, job.to_json()["delay"]) == ("delayed", 1500)

@@ -90,3 +90,15 @@ def test_stats_counts_per_queue_the_oldest_waiting_job_and_throughput():
     assert "Oldest waiting job: old (noop), waiting" in out
     one_minute = next(line for line in out.splitlines() if "1 min" in line)
     assert [cell.strip() for cell in one_minute.strip("│").split("│")] == ["1 min", "1", "0", "1.0"]
+
+
+def test_sweep_runs_one_sweep_now():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    job = jobs.Queue().add(name="noop", delay=60_000)
+    Job.objects.filter(pk=job._record.pk).update(run_at=timezone.now() - timedelta(seconds=1))
+    out = jobs_command("sweep")
+    assert out.startswith("1 delayed jobs promoted, 0 stalled jobs put back, 0 failed as stalled,")
+    assert Job.objects.get(pk=job._record.pk).state == "waiting"

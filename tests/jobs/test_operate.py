@@ -82,11 +82,16 @@ def test_filters_by_state_name_and_creation_time(alice):
 @pytest.mark.parametrize(
     ("query", "field"),
     [("state=finished", "state"), ("limit=0", "limit"), ("limit=501", "limit"), ("createdAfter=yesterday", "createdAfter"),
-     ("createdBefore=-1", "createdBefore"), ("cursor=garbage", "cursor")],
+     ("createdBefore=-1", "createdBefore"), ("createdAfter=3467167825658956", "createdAfter"), ("cursor=garbage", "cursor")],
 )
 def test_bad_list_parameters_are_400(alice, query, field):
     error = error_of(alice.get(f"/api/job?{query}"), 400, "invalid")
     assert field in error["details"]["fields"]
+
+
+def test_the_latest_moments_are_accepted(alice):
+    add(alice)
+    assert alice.get("/api/job?createdAfter=253402300799999&createdBefore=253402300799999").json()["results"] == []
 
 
 def test_an_unknown_state_names_the_states(alice):

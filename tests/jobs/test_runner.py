@@ -4,18 +4,19 @@ import time
 from contextlib import contextmanager
 
 import pytest
+from django.db import OperationalError, connection
 
 from jobs import registry, services
 from jobs.models import Job
-from jobs.runner import job_execute
+from jobs.runner import ClaimFailed, job_execute
 
 pytestmark = pytest.mark.django_db
 
 
 @contextmanager
-def registered(name, func):
+def registered(name, func, **options):
     """Register a job function for one test."""
-    registry.register(name, func)
+    registry.register(name, func, **options)
     try:
         yield
     finally:
@@ -51,8 +52,7 @@ def test_a_failing_job_records_its_reason_and_traceback():
     assert "tests/jobfunctions.py" in job.stacktrace[0]
 
 
-def test_a_job_with_attempts_left_is_retried_until_it_succeeds(django_capture_on_commit_callbacks, monkeypatch):
-    monkeypatch.setattr(services, "job_send", lambda job_id: True)
+def test_a_job_with_attempts_left_is_retried_until_it_succeeds():
     job = services.job_create(name="flaky", data={"fail_times": 2}, opts={"attempts": 3})
     assert run(job) == "waiting"
     assert run(job) == "waiting"
@@ -123,3 +123,85 @@ def test_a_job_taken_back_while_running_does_not_overwrite_the_new_run(monkeypat
         assert run(job) == "lost"
     job.refresh_from_db()
     assert (job.state, job.return_value) == ("waiting", None)
+
+
+@contextmanager
+def database_error_once(statement: str):
+    """Make the first UPDATE of jobs_job that sets `statement`'s column fail as a lost connection would."""
+    failed = []
+
+    def fail_once(execute, sql, params, many, context):
+        if not failed and sql.startswith("UPDATE") and f'"{statement}"' in sql.split("WHERE")[0]:
+            failed.append(sql)
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(fail_once):
+        yield failed
+
+
+# Outside a test transaction, as in a worker: a database error ends the transaction it happens in.
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_at_claim_leaves_the_job_waiting_to_be_claimed_again(tmp_path):
+    marker = tmp_path / "runs.txt"
+    job = services.job_create(name="records", data={"path": str(marker)})
+    Job.objects.filter(pk=job.pk).update(sent_at=job.created_at)
+    with database_error_once("processed_on") as failed:
+        with pytest.raises(ClaimFailed, match=f"Job {job.pk}: the claim hit a database error: server closed the connection unexpectedly"):
+            run(job)
+    assert len(failed) == 1
+    job.refresh_from_db()
+    # still waiting, its message still counted as sent: the worker hands that message back
+    assert (job.state, job.sent_at, job.lock_token) == ("waiting", job.created_at, "")
+    assert run(job) == "completed"
+    assert marker.read_text().count(job.pk) == 1
+
+
+# Outside a test transaction, as in a worker: a database error ends the transaction it happens in.
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_while_completing_is_retried_and_the_job_runs_once(tmp_path):
+    marker = tmp_path / "runs.txt"
+    job = services.job_create(name="records", data={"path": str(marker)})
+    with database_error_once("return_value") as failed:
+        assert run(job) == "completed"
+    assert len(failed) == 1
+    job.refresh_from_db()
+    assert (job.state, job.return_value["data"], job.lock_token) == ("completed", {"path": str(marker)}, "")
+    assert marker.read_text().count(job.pk) == 1
+
+
+# Outside a test transaction, as in a worker: a database error ends the transaction it happens in.
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_while_recording_a_failure_is_retried():
+    job = services.job_create(name="fails", data={"message": "card declined"})
+    with database_error_once("failed_reason") as failed:
+        assert run(job) == "failed"
+    assert len(failed) == 1
+    job.refresh_from_db()
+    assert (job.state, job.failed_reason, job.attempts_made) == ("failed", "card declined", 1)
+
+
+def test_job_update_inside_a_job_that_was_taken_back_changes_nothing():
+    def taken_back_then_updates(job):
+        # the sweep recovers the job as if this worker were gone, and another run starts
+        Job.objects.filter(pk=job._record.pk).update(lock_token="another-run")
+        job.update({"written": "by the lost run"})
+        return "late"
+
+    with registered("taken_back_then_updates", taken_back_then_updates):
+        job = services.job_create(name="taken_back_then_updates", data={"kept": True})
+        assert run(job) == "lost"
+    job.refresh_from_db()
+    assert (job.state, job.data) == ("active", {"kept": True})
+
+
+def test_job_update_inside_a_running_job_replaces_its_data():
+    def updates(job):
+        job.update({"step": 2})
+        return job.data
+
+    with registered("updates", updates):
+        job = services.job_create(name="updates", data={"step": 1})
+        assert run(job) == "completed"
+    job.refresh_from_db()
+    assert (job.data, job.return_value) == ({"step": 2}, {"step": 2})

@@ -1,32 +1,17 @@
-"""The job services: creation, sending, the guarded state changes, merging, removal, the sweep."""
+"""The job services: creation, sending, the guarded state changes, merging, removal."""
 
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.db.models.signals import pre_delete
 from django.utils import timezone
 
 from jobs import services
 from jobs.errors import InvalidJob, JobExists, JobNotFound, JobStarted, UnknownJobName
 from jobs.models import Job, JobState
-from jobs.tasks import run_job
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Record the messages job_send puts on the broker instead of sending them."""
-    messages = []
-    monkeypatch.setattr(run_job, "apply_async", lambda **kw: messages.append(kw))
-    return messages
-
-
-@pytest.fixture
-def broker_down(monkeypatch):
-    def refuse(**kwargs):
-        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-
-    monkeypatch.setattr(run_job, "apply_async", refuse)
 
 
 def test_create_stores_a_waiting_job_and_sends_it_only_after_commit(django_capture_on_commit_callbacks, sent):
@@ -107,21 +92,23 @@ def test_only_the_lock_holder_renews_reports_and_finishes():
     token = services.job_claim(job_id=job.pk, worker="w")
     assert services.job_extend_lock(job_id=job.pk, token="not-the-token") is False
     assert services.job_set_progress(job_id=job.pk, progress=5, token="not-the-token") is False
-    assert services.job_complete(job_id=job.pk, return_value=1, token="not-the-token") is False
+    assert services.job_complete(job_id=job.pk, token="not-the-token", return_value=1) is False
     assert services.job_fail(job_id=job.pk, reason="x", stacktrace="", token="not-the-token") is None
     assert services.job_extend_lock(job_id=job.pk, token=token) is True
-    assert services.job_complete(job_id=job.pk, return_value=1, token=token) is True
+    assert services.job_complete(job_id=job.pk, token=token, return_value=1) is True
     job.refresh_from_db()
     assert (job.state, job.lock_token, job.lock_until, job.progress) == ("completed", "", None, 0)
 
 
-def test_release_puts_an_active_job_back_without_counting_an_attempt(sent):
+def test_release_puts_an_active_job_back_without_counting_an_attempt_or_sending(sent):
     job = services.job_create(name="noop")
     token = services.job_claim(job_id=job.pk, worker="w")
+    assert services.job_release(job_id=job.pk, token="not-the-token") is False
     assert services.job_release(job_id=job.pk, token=token) is True
     job.refresh_from_db()
     assert (job.state, job.attempts_made, job.stalled_count, job.lock_token) == ("waiting", 0, 0, "")
-    assert sent[-1]["args"] == [job.pk]
+    # the message the worker took comes back from the broker: a second one would be a duplicate
+    assert sent == [] and job.sent_at is not None
     assert services.job_release(job_id=job.pk, token=token) is False
 
 
@@ -138,18 +125,18 @@ def test_progress_is_recorded_only_for_an_active_job():
 
 def test_complete_sets_result_and_finished_on():
     job = services.job_create(name="noop")
-    services.job_claim(job_id=job.pk, worker="w")
-    assert services.job_complete(job_id=job.pk, return_value=[1, "two"]) is True
+    token = services.job_claim(job_id=job.pk, worker="w")
+    assert services.job_complete(job_id=job.pk, token=token, return_value=[1, "two"]) is True
     job.refresh_from_db()
     assert (job.state, job.return_value, job.attempts_made) == ("completed", [1, "two"], 0)
     assert job.finished_on >= job.processed_on
-    assert services.job_complete(job_id=job.pk, return_value="again") is False
+    assert services.job_complete(job_id=job.pk, token=token, return_value="again") is False
 
 
 def test_fail_without_attempts_left_fails_the_job():
     job = services.job_create(name="fails")
-    services.job_claim(job_id=job.pk, worker="w")
-    assert services.job_fail(job_id=job.pk, reason="boom", stacktrace="Traceback ...") == JobState.FAILED
+    token = services.job_claim(job_id=job.pk, worker="w")
+    assert services.job_fail(job_id=job.pk, token=token, reason="boom", stacktrace="Traceback ...") == JobState.FAILED
     job.refresh_from_db()
     assert (job.state, job.failed_reason, job.stacktrace, job.attempts_made) == ("failed", "boom", ["Traceback ..."], 1)
     assert job.finished_on is not None
@@ -157,17 +144,17 @@ def test_fail_without_attempts_left_fails_the_job():
 
 def test_fail_with_attempts_left_and_backoff_delays_the_retry():
     job = services.job_create(name="fails", opts={"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}})
-    services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w")
     before = timezone.now()
-    assert services.job_fail(job_id=job.pk, reason="one", stacktrace="t1") == JobState.DELAYED
+    assert services.job_fail(job_id=job.pk, token=token, reason="one", stacktrace="t1") == JobState.DELAYED
     job.refresh_from_db()
     assert (job.state, job.attempts_made, job.finished_on, job.sent_at) == ("delayed", 1, None, None)
     assert timedelta(milliseconds=1000) <= job.run_at - before < timedelta(milliseconds=1500)
     # the second failure waits (2^2 - 1) * 1000 ms
     Job.objects.filter(pk=job.pk).update(state=JobState.WAITING)
-    services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w")
     before = timezone.now()
-    assert services.job_fail(job_id=job.pk, reason="two", stacktrace="t2") == JobState.DELAYED
+    assert services.job_fail(job_id=job.pk, token=token, reason="two", stacktrace="t2") == JobState.DELAYED
     job.refresh_from_db()
     assert timedelta(milliseconds=3000) <= job.run_at - before < timedelta(milliseconds=3500)
     assert (job.failed_reason, job.stacktrace) == ("two", ["t1", "t2"])
@@ -175,9 +162,9 @@ def test_fail_with_attempts_left_and_backoff_delays_the_retry():
 
 def test_fail_with_attempts_left_and_no_backoff_sends_again_at_once(django_capture_on_commit_callbacks, sent):
     job = services.job_create(name="fails", opts={"attempts": 2})
-    services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w")
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.job_fail(job_id=job.pk, reason="once", stacktrace="t") == JobState.WAITING
+        assert services.job_fail(job_id=job.pk, token=token, reason="once", stacktrace="t") == JobState.WAITING
     assert sent == [{"args": [job.pk], "queue": "jobs", "priority": 9}]
 
 
@@ -186,8 +173,8 @@ def test_stacktraces_are_capped(settings):
     job = services.job_create(name="fails", opts={"attempts": 4})
     for n in range(3):
         Job.objects.filter(pk=job.pk).update(state=JobState.WAITING)
-        services.job_claim(job_id=job.pk, worker="w")
-        services.job_fail(job_id=job.pk, reason=str(n), stacktrace=f"t{n}")
+        token = services.job_claim(job_id=job.pk, worker="w")
+        services.job_fail(job_id=job.pk, token=token, reason=str(n), stacktrace=f"t{n}")
     job.refresh_from_db()
     assert job.stacktrace == ["t1", "t2"]
 
@@ -228,11 +215,11 @@ def test_remove_deletes_a_job_that_has_not_started(opts):
 @pytest.mark.parametrize("finish", [None, "complete", "fail"])
 def test_remove_refuses_a_started_job_and_leaves_it_as_it_was(finish):
     job = services.job_create(name="noop")
-    services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w")
     if finish == "complete":
-        services.job_complete(job_id=job.pk, return_value=1)
+        services.job_complete(job_id=job.pk, token=token, return_value=1)
     elif finish == "fail":
-        services.job_fail(job_id=job.pk, reason="x", stacktrace="")
+        services.job_fail(job_id=job.pk, token=token, reason="x", stacktrace="")
     state = Job.objects.get(pk=job.pk).state
     with pytest.raises(JobStarted) as caught:
         services.job_remove(owner="", job_id=job.pk)
@@ -249,66 +236,54 @@ def test_remove_of_an_unknown_or_foreign_job_is_not_found():
     assert Job.objects.filter(pk=job.pk).exists()
 
 
-def test_sweep_promotes_due_delayed_jobs_and_sends_them(sent):
-    due = services.job_create(name="noop", opts={"delay": 1000})
-    later = services.job_create(name="noop", opts={"delay": 60_000})
-    report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=2))
-    assert (report.promoted, report.sent) == (1, 1)
-    assert [m["args"] for m in sent] == [[due.pk]]
-    assert Job.objects.get(pk=due.pk).state == "waiting"
-    assert Job.objects.get(pk=later.pk).state == "delayed"
+def test_a_job_goes_to_the_queue_its_function_names_whichever_way_it_is_added(django_capture_on_commit_callbacks, sent):
+    with django_capture_on_commit_callbacks(execute=True):
+        by_api = services.job_create(name="solo_records", data={"path": "x"})
+        through_a_queue = services.job_create(name="solo_records", data={"path": "x"}, queue="jobs")
+        plain = services.job_create(name="noop", queue="reports")
+        default = services.job_create(name="noop")
+    assert [job.queue for job in (by_api, through_a_queue, plain, default)] == ["solo", "solo", "reports", "jobs"]
+    assert [message["queue"] for message in sent] == ["solo", "solo", "reports", "jobs"]
 
 
-def test_sweep_resends_waiting_jobs_whose_message_never_left(sent):
-    job = services.job_create(name="noop")  # on_commit never ran: the message never left
-    assert services.jobs_sweep().sent == 0  # still within the grace period
-    report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=10))
-    assert report.sent == 1 and sent[0]["args"] == [job.pk]
-    assert services.jobs_sweep(now=timezone.now() + timedelta(seconds=20)).sent == 0
+def test_a_timeout_gives_the_message_its_time_limits(django_capture_on_commit_callbacks, sent, settings):
+    settings.JOBS = {**settings.JOBS, "TIMEOUT_GRACE": 2.0}
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.job_create(name="sleeps", opts={"timeout": 1500, "priority": 2})
+    assert sent == [{"args": [job.pk], "queue": "jobs", "priority": 1, "soft_time_limit": 1.5, "time_limit": 3.5}]
 
 
-def test_sweep_resends_a_message_that_left_long_ago_but_was_never_taken(sent, settings):
-    settings.JOBS = {**settings.JOBS, "RESEND_AFTER": 60}
+def test_remove_holds_its_guard_with_delete_receivers_connected_and_the_claim_racing_it():
+    """An audit app's pre_delete receiver (connected for every model) must not turn the guarded DELETE
+    into a SELECT then a DELETE by id: a claim landing between them would lose its running job."""
     job = services.job_create(name="noop")
-    services.job_send(job_id=job.pk)
-    assert services.jobs_sweep(now=timezone.now() + timedelta(seconds=30)).sent == 0
-    assert services.jobs_sweep(now=timezone.now() + timedelta(seconds=61)).sent == 1
-    assert [m["args"] for m in sent] == [[job.pk], [job.pk]]
+    audited, claimed = [], []
+
+    def audit(sender, instance, **kwargs):
+        audited.append(instance.pk)
+
+    def claim_just_before_the_delete(execute, sql, params, many, context):
+        if sql.startswith("DELETE") and not claimed:
+            claimed.append(services.job_claim(job_id=job.pk, worker="racer"))
+        return execute(sql, params, many, context)
+
+    pre_delete.connect(audit, dispatch_uid="test-audit")
+    try:
+        with connection.execute_wrapper(claim_just_before_the_delete):
+            with pytest.raises(JobStarted, match=f"Job {job.pk!r} is active: only a waiting or delayed job can be removed."):
+                services.job_remove(owner="", job_id=job.pk)
+    finally:
+        pre_delete.disconnect(dispatch_uid="test-audit")
+    assert claimed[0] is not None
+    assert Job.objects.get(pk=job.pk).state == "active"
 
 
-def test_sweep_resends_every_waiting_job_when_the_broker_lost_its_data(sent):
-    waiting = [services.job_create(name="noop") for _ in range(3)]
-    for job in waiting:
-        services.job_send(job_id=job.pk)
-    delayed = services.job_create(name="noop", opts={"delay": 60_000})
-    report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=10), broker_lost_messages=True)
-    assert report.sent == 3
-    assert {m["args"][0] for m in sent[3:]} == {job.pk for job in waiting}
-    assert Job.objects.get(pk=delayed.pk).state == "delayed"
-
-
-def test_sweep_recovers_a_job_whose_lock_ran_out_then_fails_it_after_max_stalls(sent, settings):
-    settings.JOBS = {**settings.JOBS, "LOCK_DURATION": 10, "MAX_STALLED_COUNT": 1}
-    job = services.job_create(name="noop")
-    first = services.job_claim(job_id=job.pk, worker="w1")
-    assert services.jobs_sweep(now=timezone.now() + timedelta(seconds=5)).recovered == 0
-    report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=11))
-    assert (report.recovered, report.sent) == (1, 1)
-    job.refresh_from_db()
-    assert (job.state, job.stalled_count, job.attempts_made, job.lock_token) == ("waiting", 1, 0, "")
-    # the lost worker's late result is ignored
-    assert services.job_complete(job_id=job.pk, return_value="late", token=first) is False
-    services.job_claim(job_id=job.pk, worker="w2")
-    report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=11))
-    assert (report.recovered, report.stalled_out) == (0, 1)
-    job.refresh_from_db()
-    assert (job.state, job.stalled_count, job.failed_reason) == ("failed", 2, "job stalled more than allowable limit")
-    assert job.finished_on is not None
-
-
-def test_sweep_with_the_broker_down_promotes_and_leaves_messages_for_later(broker_down):
-    services.job_create(name="noop", opts={"delay": 1000})
-    report = services.jobs_sweep(now=timezone.now() + timedelta(seconds=2))
-    assert (report.promoted, report.sent) == (1, 0)
-    assert Job.objects.get().state == "waiting"
-    assert Job.objects.get().sent_at is None
+def test_set_data_writes_only_for_the_lock_holder():
+    job = services.job_create(name="noop", data={"a": 1})
+    token = services.job_claim(job_id=job.pk, worker="w")
+    assert services.job_set_data(job_id=job.pk, token="not-the-token", data={"b": 2}) is False
+    assert Job.objects.get(pk=job.pk).data == {"a": 1}
+    assert services.job_set_data(job_id=job.pk, token=token, data={"b": 2}) is True
+    assert Job.objects.get(pk=job.pk).data == {"b": 2}
+    with pytest.raises(InvalidJob, match="data must be a JSON object."):
+        services.job_set_data(job_id=job.pk, token=token, data=[1])

@@ -34,7 +34,7 @@ def parse_age(text: str) -> timedelta:
 
 
 class Command(BaseCommand):
-    help = "Operate the job queue: list, show, add [--wait], retry, promote, remove, stats."
+    help = "Operate the job queue: list, show, add [--wait], retry, promote, remove, stats, sweep."
 
     def add_arguments(self, parser):
         commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -67,6 +67,7 @@ class Command(BaseCommand):
             sub.add_argument("--owner")
 
         commands.add_parser("stats", help="Counts per state and queue, the oldest waiting job, recent throughput.")
+        commands.add_parser("sweep", help="Run one sweep now (every worker already sweeps each SWEEP_INTERVAL).")
 
     def handle(self, *args, command: str, **options):
         self.console = Console(file=self.stdout, width=max(100, shutil.get_terminal_size((120, 24)).columns), soft_wrap=False)
@@ -142,6 +143,15 @@ class Command(BaseCommand):
             total = done[JobState.COMPLETED] + done[JobState.FAILED]
             rates.add_row(f"{minutes} min", str(done[JobState.COMPLETED]), str(done[JobState.FAILED]), f"{total / minutes:.1f}")
         self.console.print(rates)
+
+    def do_sweep(self, **_):
+        from jobs.sweep import jobs_sweep
+
+        report = jobs_sweep()
+        self.console.print(
+            f"{report.promoted} delayed jobs promoted, {report.recovered} stalled jobs put back, "
+            f"{report.stalled_out} failed as stalled, {report.sent} messages sent."
+        )
 
     # -- waiting for a job ---------------------------------------------------------------------
 

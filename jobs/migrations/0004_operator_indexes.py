@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0002_job_public_id'),
+        ('jobs', '0003_sweep_indexes'),
     ]
 
     operations = [

@@ -1,0 +1,38 @@
+"""The benchmark keeps working: a tiny run of every scenario, against real processes, on the suite's database."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devtools.bench import report
+from tests.e2e.stack import throwaway_database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_quick_run_measures_every_scenario_and_reports_the_targets(tmp_path):
+    # A database of its own (the benchmark empties tables), on the suite's database server.
+    url, drop = throwaway_database(tmp_path)
+    env = {**{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}, "DATABASE_URL": url}
+    try:
+        done = subprocess.run([sys.executable, "-m", "devtools.bench", "--quick", "--out", str(tmp_path)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+    finally:
+        drop()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(next(tmp_path.glob("bench-*.json")).read_text())["results"]
+    for scenario in ("add one by one /s", "end to end /s", "drain /s", "worker peak RSS MB"):
+        assert set(results[scenario]) == {"ours", "celery, django-celery-results", "celery, Redis results"}
+        assert all(value > 0 for values in results[scenario].values() for value in values)
+    assert set(results["POST requests/s"]) == {"POST /api/job", "minimal DRF insert"}
+    assert set(results["enqueue-to-start ms"]) == {"p50", "p95", "p99"}
+    assert set(results["one sweep ms"]) == {"1,000 jobs", "5,000 jobs"}
+    table = report(results, "check")
+    assert "| end to end /s: ours / celery, django-celery-results ≥ 1.0 |" in table
+    assert "| GET /api/job/counts ms: 5,000 jobs / 1,000 jobs ≤ 1.5 |" in table

@@ -1,0 +1,103 @@
+"""Job messages against a real redis-server: tracked while queued, forgotten once taken, lost ones noticed."""
+
+import json
+from datetime import timedelta
+
+import pytest
+import redis as redis_py
+from celery import current_app
+from django.utils import timezone
+
+from devtools import redis as dev_redis
+from jobs import messages
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def redis(tmp_path):
+    """A redis-server of the test's own, as Celery's broker for the test."""
+    port = dev_redis.free_port()
+    server = dev_redis.start(port, tmp_path / "redis")
+    url = f"redis://127.0.0.1:{port}/0"
+    conf = current_app.conf
+    saved = conf.broker_url, current_app._pool, current_app.amqp._producer_pool
+    # The app caches its connection and producer pools per broker: new ones for this broker.
+    conf.broker_url, current_app._pool, current_app.amqp._producer_pool = url, None, None
+    client = redis_py.Redis.from_url(url)
+    try:
+        yield client
+    finally:
+        current_app.pool.force_close_all()
+        conf.broker_url, current_app._pool, current_app.amqp._producer_pool = saved
+        client.close()
+        server.terminate()
+        server.wait()
+
+
+def message(job_id: str = "job-1", queue: str = "jobs", priority: int = 9) -> messages.Outgoing:
+    return messages.Outgoing(job_id=job_id, queue=queue, priority=priority)
+
+
+def queued_ids(redis, queue: str = "jobs") -> list[tuple[str, str]]:
+    """(list, job id) of each message in the queue's priority lists."""
+    keys = [queue, *(f"{queue}\x06\x16{step}" for step in range(1, 10))]
+    return [(key, json.loads(raw)["headers"]["argsrepr"]) for key in keys for raw in redis.lrange(key, 0, -1)]
+
+
+def test_a_published_message_is_queued_and_tracked_until_forgotten(redis):
+    broker = messages.Broker()
+    message_id = broker.publish(message(priority=3))
+    assert queued_ids(redis) == [("jobs\x06\x163", "['job-1']")]
+    assert redis.get("gravity-jobs:message:job-1").decode() == message_id
+    assert 0 < redis.ttl("gravity-jobs:message:job-1") <= messages.MESSAGE_KEY_TTL
+    assert broker.still_queued([messages.Queued(job_id="job-1", queue="jobs")]) == {"job-1"}
+    broker.forget("job-1", "some-older-message")
+    assert redis.get("gravity-jobs:message:job-1").decode() == message_id
+    broker.forget("job-1", message_id)
+    assert redis.get("gravity-jobs:message:job-1") is None
+
+
+def test_a_message_is_still_queued_while_its_queue_holds_messages_or_a_worker_holds_it(redis):
+    broker = messages.Broker()
+    broker.publish(message("job-1"))
+    broker.publish(message("job-2"))
+    jobs = [messages.Queued(job_id="job-1", queue="jobs"), messages.Queued(job_id="job-2", queue="jobs")]
+    assert broker.still_queued(jobs) == {"job-1", "job-2"}
+    # A worker takes job-1's message (kombu moves it to its unacked hash), and job-2's is lost.
+    raw = redis.rpop("jobs\x06\x169")
+    redis.hset("unacked", "tag-1", json.dumps([json.loads(raw), "", "jobs"]))
+    redis.delete("jobs\x06\x169")
+    assert broker.still_queued(jobs) == {"job-1"}
+    redis.delete("unacked")
+    assert broker.still_queued(jobs) == set()
+
+
+def test_a_job_whose_key_is_gone_has_no_message_queued(redis):
+    broker = messages.Broker()
+    broker.publish(message("job-1"))
+    redis.delete("gravity-jobs:message:job-1")
+    assert broker.still_queued([messages.Queued(job_id="job-1", queue="jobs")]) == set()
+
+
+def test_finding_a_message_queued_renews_its_key(redis):
+    broker = messages.Broker()
+    broker.publish(message("job-1"))
+    redis.expire("gravity-jobs:message:job-1", 60)
+    broker.still_queued([messages.Queued(job_id="job-1", queue="jobs")])
+    assert redis.ttl("gravity-jobs:message:job-1") > messages.MESSAGE_KEY_TTL - 60
+
+
+def test_the_mark_says_since_when_messages_may_have_been_lost(redis, caplog):
+    broker = messages.Broker()
+    before = timezone.now()
+    with caplog.at_level("WARNING", logger="jobs.messages"):
+        first = broker.lost_before()
+        assert broker.lost_before() == first
+    assert before <= first <= timezone.now()
+    assert caplog.messages == [
+        "The broker's mark is missing (its first start, or it lost its data): "
+        "sending the messages of waiting jobs again, a batch each sweep"
+    ]
+    redis.flushall()  # the broker lost its data
+    assert broker.lost_before() - first > timedelta(0)
