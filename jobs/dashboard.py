@@ -60,7 +60,9 @@ class Dashboard:
 
 
 def dashboard(*, hours: int, now: datetime | None = None) -> Dashboard:
-    """Read the dashboard's numbers: four queries, each bounded by the window or by an index."""
+    """Read the numbers in four queries: counts per queue and state (a GROUP BY over the table, as job_counts),
+    jobs finished in the window per minute and per name (bounded by the window), and the oldest waiting job.
+    """
     now = now or timezone.now()
     # Whole minutes, the current one included, so every bar is one minute long.
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
