@@ -45,6 +45,11 @@ class QuietBroker:
         self.published += 1
         return uuid.uuid4().hex
 
+    tracks_messages = True
+
+    def sent(self, job_ids: list[str]) -> set[str]:
+        return set() if self.lost else set(job_ids)
+
     def still_queued(self, jobs: list[Any]) -> set[str]:
         # After a loss every tracking key is gone with the messages; otherwise all are queued.
         return set() if self.lost else {job.job_id for job in jobs}

@@ -106,7 +106,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and every worker write to one file: IMMEDIATE transactions take the write
     # lock up front (so read-modify-write blocks such as a PATCH merge serialize instead of
     # failing), WAL lets readers run beside a writer, and the timeout waits out a busy writer.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Connections are kept as on PostgreSQL (DATABASE_CONN_MAX_AGE): a worker opened one per job.
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
@@ -208,6 +208,9 @@ CELERY_BROKER_URL = REDIS_JOB_URL
 # A tracked task's job answers for its id (AsyncResult(id)); other tasks' results are django-celery-results'.
 CELERY_RESULT_BACKEND = "jobs.celery_compat.JobsResultBackend"
 CELERY_RESULT_EXTENDED = True
+# Plain Celery tasks' results go after a day (beat runs celery.backend_cleanup daily); jobs have
+# their own retention (JOBS["REMOVE_ON_COMPLETE"], JOBS["REMOVE_ON_FAIL"]).
+CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -284,8 +287,10 @@ ONBOARDING = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # While a job runs, its lines say which: "… [job=report-7 name=send_report] …".
+    "filters": {"job": {"()": "jobs.logs.JobContextFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s%(job)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["job"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -7,6 +7,8 @@ from django.core.checks import Error, Warning, register
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
+from .errors import InvalidJob
+from .options import Retention
 from .worker import pool_name
 
 
@@ -28,13 +30,21 @@ def check_jobs_settings(app_configs=None, **kwargs):
         errors.append(Error(f"JOBS['OWNER_RESOLVER'] {values['OWNER_RESOLVER']!r} is not an importable callable.", id="jobs.E004"))
     if values["OWNER_NAMES"] is not None and not _importable_callable(values["OWNER_NAMES"]):
         message = f"JOBS['OWNER_NAMES'] {values['OWNER_NAMES']!r} is not an importable callable."
-        errors.append(Error(message, id="jobs.E009"))
-    for key in ("SWEEP_INTERVAL", "SEND_GRACE", "RESEND_AFTER", "LOCK_DURATION", "TIMEOUT_GRACE", "SHUTDOWN_GRACE"):
+        errors.append(Error(message, id="jobs.E011"))
+    for key in ("SWEEP_INTERVAL", "SEND_GRACE", "RESEND_AFTER", "LOCK_DURATION", "TIMEOUT_GRACE", "SHUTDOWN_GRACE", "CLEAN_INTERVAL"):
         if isinstance(values[key], bool) or not isinstance(values[key], int | float) or values[key] < 0:
             errors.append(Error(f"JOBS[{key!r}] must be a number of seconds, 0 or more.", id="jobs.E005"))
     if isinstance(values["MAX_STALLED_COUNT"], bool) or not isinstance(values["MAX_STALLED_COUNT"], int) or values["MAX_STALLED_COUNT"] < 0:
         errors.append(Error("JOBS['MAX_STALLED_COUNT'] must be a whole number, 0 or more.", id="jobs.E006"))
-    for key in ("SWEEP_BATCH", "MAX_ATTEMPTS", "MAX_DELAY", "STACKTRACE_LIMIT", "MAX_BODY_BYTES", "MAX_JSON_DEPTH"):
+    for key in ("REMOVE_ON_COMPLETE", "REMOVE_ON_FAIL"):
+        try:
+            Retention.parse(values[key], key)
+        except InvalidJob:
+            errors.append(Error(
+                f"JOBS[{key!r}] must be True, False, a number of jobs to keep, or {{'age': seconds, 'count': jobs}}.",
+                id="jobs.E010",
+            ))
+    for key in ("SWEEP_BATCH", "CLEAN_BATCH", "MAX_ATTEMPTS", "MAX_DELAY", "STACKTRACE_LIMIT", "MAX_BODY_BYTES", "MAX_JSON_DEPTH"):
         if isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 1:
             errors.append(Error(f"JOBS[{key!r}] must be a whole number, 1 or more.", id="jobs.E006"))
     if values["RATE_LIMIT"] is not None and not _valid_rate(values["RATE_LIMIT"]):
@@ -63,15 +73,15 @@ def _metrics_errors(values) -> list[Error]:
     token = values["METRICS_TOKEN"]
     if not isinstance(token, str) or 0 < len(token) < MIN_METRICS_TOKEN:
         message = f"JOBS['METRICS_TOKEN'] must be empty or a string of at least {MIN_METRICS_TOKEN} characters."
-        errors.append(Error(message, id="jobs.E010"))
+        errors.append(Error(message, id="jobs.E012"))
     allowed = values["METRICS_ALLOWED_IPS"]
     if isinstance(allowed, str) or not isinstance(allowed, list | tuple) or not all(map(_network, allowed)):
         message = "JOBS['METRICS_ALLOWED_IPS'] must be a list of addresses or networks, such as ['10.0.0.0/8']."
-        errors.append(Error(message, id="jobs.E011"))
+        errors.append(Error(message, id="jobs.E013"))
     window = values["METRICS_WINDOW"]
     if isinstance(window, bool) or not isinstance(window, int | float) or not 0 < window <= 86400:
         errors.append(Error("JOBS['METRICS_WINDOW'] must be a number of seconds, more than 0 and at most a day.",
-                            id="jobs.E012"))
+                            id="jobs.E014"))
     return errors
 
 

@@ -47,6 +47,14 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT": "1200/minute",
     # Stack traces kept per job (Bull's stackTraceLimit): the newest ones.
     "STACKTRACE_LIMIT": 10,
+    # How long finished jobs are kept when their opts say nothing (Bull's removeOnComplete and
+    # removeOnFail, the same shapes: True, False, a count of the newest, {"age": s, "count": n}).
+    "REMOVE_ON_COMPLETE": {"age": 7 * 24 * 3600},
+    "REMOVE_ON_FAIL": {"age": 30 * 24 * 3600},
+    # How often each worker removes the finished jobs that are due (seconds; 0 turns it off), and
+    # the most rows one DELETE takes, so no clean holds a long lock.
+    "CLEAN_INTERVAL": 60.0,
+    "CLEAN_BATCH": 1000,
     # Dotted path to a callable(owners: set[str]) -> dict[str, str] that names owners for people
     # (the admin and the dashboard call it once per page). None: owners show as their keys.
     "OWNER_NAMES": None,

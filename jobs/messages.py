@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -55,6 +56,23 @@ class Broker:
     On another broker nothing is tracked: `still_queued` knows of no message, so every waiting job
     whose message left RESEND_AFTER ago is sent again, as the broker cannot say it still holds it.
     """
+
+    @functools.cached_property
+    def tracks_messages(self) -> bool:
+        """Whether each job's message leaves a key (on Redis), which says it was sent; asked once."""
+        with current_app.pool.acquire(block=True) as conn:
+            return _redis(conn.default_channel) is not None
+
+    def sent(self, job_ids: list[str]) -> set[str]:
+        """Return the ids, among these, of the jobs whose message has left (its key is there)."""
+        if not job_ids:
+            return set()
+        with current_app.pool.acquire(block=True) as conn:
+            client = _redis(conn.default_channel)
+            if client is None:
+                return set()
+            keys = client.mget([MESSAGE_KEY.format(job_id) for job_id in job_ids])
+        return {job_id for job_id, key in zip(job_ids, keys) if key}
 
     def publish(self, message: Outgoing) -> str:
         """Send the message that lets a worker run the job; return its id."""

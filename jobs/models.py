@@ -95,6 +95,11 @@ class Job(models.Model):
     lock_token = models.CharField(max_length=32, blank=True, default="")
     lock_until = models.DateTimeField(null=True, blank=True)
     stalled_count = models.PositiveIntegerField(default=0, help_text="Times the job's worker was lost while it ran.")
+    # Set when the job finishes, from its removeOnComplete/removeOnFail (or the installation's):
+    # when it may be deleted, and how many of its owner's newest finished jobs of its queue and
+    # state to keep at least. Null both: kept for ever.
+    remove_after = models.DateTimeField(null=True, blank=True)
+    keep_last = models.PositiveIntegerField(null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -123,8 +128,13 @@ class Job(models.Model):
             models.Index(fields=["owner", "created_at"], name="jobs_job_owner_created_idx"),
             # The API's listing by state, newest first, and its counts.
             models.Index(fields=["owner", "state", "created_at"], name="jobs_job_owner_state_idx"),
-            # Throughput and retention: finished jobs by when they finished.
+            # Throughput: finished jobs by when they finished.
             models.Index(fields=["state", "finished_on"], name="jobs_job_state_finished_idx"),
+            # Retention: the finished jobs due for removal, and those that keep a count of the newest.
+            models.Index(fields=["remove_after"], condition=Q(remove_after__isnull=False), name="jobs_job_remove_after_idx"),
+            models.Index(
+                fields=["owner", "queue", "state", "-finished_on"], condition=Q(keep_last__isnull=False), name="jobs_job_keep_last_idx"
+            ),
             models.Index(fields=["-created_at"], name="jobs_job_created_idx"),
         ]
 

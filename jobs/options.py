@@ -14,7 +14,10 @@ MAX_PRIORITY = 2_097_152
 # Custom ids must be usable in /api/job/<id> as they are.
 JOB_ID_CHARS = r"[A-Za-z0-9_.:@~-]{1,200}"
 JOB_ID_PATTERN = re.compile(JOB_ID_CHARS)
-KNOWN_OPTIONS = ("delay", "attempts", "backoff", "priority", "jobId", "timeout")
+KNOWN_OPTIONS = ("delay", "attempts", "backoff", "priority", "jobId", "timeout", "removeOnComplete", "removeOnFail")
+# The largest retention a job may ask for: ten years, a million of the newest jobs.
+MAX_AGE = 10 * 365 * 24 * 3600
+MAX_KEEP = 1_000_000
 # Ids that name an endpoint of their own under /api/job/.
 RESERVED_JOB_IDS = ("counts",)
 BACKOFF_TYPES = ("fixed", "exponential")
@@ -35,6 +38,46 @@ class Backoff:
         return {"type": self.type, "delay": self.delay}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retention:
+    """How long a finished job is kept (Bull's removeOnComplete / removeOnFail): an age, a count of the newest, or both.
+
+    `age` 0 removes the job as soon as it finishes; neither kept for ever.
+    """
+
+    age: int | None = None
+    count: int | None = None
+
+    @classmethod
+    def parse(cls, raw: Any, name: str) -> Retention:
+        """true (remove at once), false (keep), a count to keep, or {"age": seconds, "count": n}."""
+        if raw is True:
+            return cls(age=0)
+        if raw is False:
+            return cls()
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return cls(count=_integer(raw, name, 0, MAX_KEEP))
+        if isinstance(raw, dict) and raw and not set(raw) - {"age", "count"}:
+            age, count = raw.get("age"), raw.get("count")
+            return cls(
+                age=None if age is None else _integer(age, f"{name}.age", 0, MAX_AGE),
+                count=None if count is None else _integer(count, f"{name}.count", 0, MAX_KEEP),
+            )
+        raise InvalidJob(
+            f'opts.{name} must be true, false, a number of jobs to keep, or {{"age": seconds, "count": jobs}}.',
+            field=f"opts.{name}",
+        )
+
+    def to_json(self) -> bool | int | dict[str, int]:
+        if self.age == 0 and self.count is None:
+            return True
+        if self.age is None and self.count is None:
+            return False
+        if self.age is None:
+            return self.count
+        return {"age": self.age} if self.count is None else {"age": self.age, "count": self.count}
+
+
 @dataclass(frozen=True)
 class JobOptions:
     delay: int = 0
@@ -43,6 +86,9 @@ class JobOptions:
     priority: int | None = None
     job_id: str | None = None
     timeout: int | None = None
+    # None: the installation's default (JOBS["REMOVE_ON_COMPLETE"], JOBS["REMOVE_ON_FAIL"]).
+    remove_on_complete: Retention | None = None
+    remove_on_fail: Retention | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the options as Bull's opts object, leaving out what was not set."""
@@ -55,11 +101,15 @@ class JobOptions:
             opts["jobId"] = self.job_id
         if self.timeout is not None:
             opts["timeout"] = self.timeout
+        if self.remove_on_complete is not None:
+            opts["removeOnComplete"] = self.remove_on_complete.to_json()
+        if self.remove_on_fail is not None:
+            opts["removeOnFail"] = self.remove_on_fail.to_json()
         return opts
 
 
 def parse_options(raw: Any) -> JobOptions:
-    """Validate Bull-style opts (`delay`, `attempts`, `backoff`, `priority`, `jobId`, `timeout`)."""
+    """Validate Bull-style opts (`delay`, `attempts`, `backoff`, `priority`, `jobId`, `timeout`, `removeOnComplete`, `removeOnFail`)."""
     if raw is None:
         return JobOptions()
     if not isinstance(raw, dict):
@@ -91,6 +141,8 @@ def parse_options(raw: Any) -> JobOptions:
         priority=priority,
         job_id=job_id,
         timeout=timeout,
+        remove_on_complete=None if raw.get("removeOnComplete") is None else Retention.parse(raw["removeOnComplete"], "removeOnComplete"),
+        remove_on_fail=None if raw.get("removeOnFail") is None else Retention.parse(raw["removeOnFail"], "removeOnFail"),
     )
 
 

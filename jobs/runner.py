@@ -8,13 +8,14 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError, connection
 
-from . import conf, registry, services
+from . import conf, logs, registry, services
 from .handles import JobHandle
 from .models import Job, JobState
 
@@ -54,36 +55,57 @@ def persist(write: Callable[[], T], *, job_id: str, what: str, patience: float) 
             pause = min(pause * 2, 2.0)
 
 
-class LockKeeper:
-    """Renew a running job's lock at half its duration, in a thread, until stopped."""
+class LockRenewer:
+    """Renew the locks of the jobs this process runs, from one thread per process, at half LOCK_DURATION.
 
-    def __init__(self, job_id: str, token: str):
-        self.job_id = job_id
-        self.token = token
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lock-{job_id}", daemon=True)
+    Holding a lock is a dict entry (no thread to start and join per job); the thread starts with the
+    first job a process runs, and again in a process forked after it.
+    """
 
-    def __enter__(self) -> LockKeeper:
-        self._thread.start()
-        return self
+    def __init__(self) -> None:
+        self._held: dict[str, str] = {}
+        self._guard = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
 
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join()
+    @contextmanager
+    def holding(self, job_id: str, token: str) -> Iterator[None]:
+        """Keep the job's lock renewed while the block runs."""
+        with self._guard:
+            self._held[job_id] = token
+            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="jobs-lock-renewer", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._held.pop(job_id, None)
 
     def _run(self) -> None:
-        interval = conf.get("LOCK_DURATION") / 2
+        while True:
+            self._wake.wait(conf.get("LOCK_DURATION") / 2)
+            with self._guard:
+                held = dict(self._held)
+            for job_id, token in held.items():
+                self._renew(job_id, token)
+
+    def _renew(self, job_id: str, token: str) -> None:
         try:
-            while not self._stop.wait(interval):
-                try:
-                    if not services.job_extend_lock(job_id=self.job_id, token=self.token):
-                        logger.warning("Job %s: lock lost (taken back by the sweep); its result will be ignored", self.job_id)
-                        return
-                except Exception:
-                    logger.warning("Job %s: could not renew the lock; trying again", self.job_id, exc_info=True)
-                    connection.close()
-        finally:
+            if not services.job_extend_lock(job_id=job_id, token=token):
+                with self._guard:
+                    # Still held by the same run? Then the sweep took it back: stop renewing it.
+                    if self._held.get(job_id) == token:
+                        del self._held[job_id]
+                        logger.warning("Job %s: lock lost (taken back by the sweep); its result will be ignored", job_id)
+        except Exception:
+            logger.warning("Job %s: could not renew the lock; trying again", job_id, exc_info=True)
             connection.close()
+
+
+locks = LockRenewer()
 
 
 def job_execute(*, job_id: str, worker: str | None = None) -> str:
@@ -98,23 +120,17 @@ def job_execute(*, job_id: str, worker: str | None = None) -> str:
         return "skipped"
     # The lock is kept while the outcome is written too: a write that has to wait for the
     # database must not lose the job to a sweep meanwhile.
-    with LockKeeper(job_id, token):
+    with locks.holding(job_id, token), logs.running(job_id=record.public_id, name=record.name):
         return _run(record, token)
 
 
 def _claim(job_id: str, worker: str) -> tuple[str | None, Job | None]:
-    token = None
+    claimed = None
     try:
-        token = services.job_claim(job_id=job_id, worker=worker)
-        return token, Job.objects.get(pk=job_id) if token else None
+        claimed = services.job_claim(job_id=job_id, worker=worker)
+        return (claimed.lock_token, claimed) if claimed else (None, None)
     except TRANSIENT_DB_ERRORS as exc:
         connection.close()
-        if token is not None:
-            # Claimed but not loaded: put it back; if even that fails, its lock runs out and the sweep does it.
-            try:
-                persist(lambda: services.job_release(job_id=job_id, token=token), job_id=job_id, what="release", patience=2.0)
-            except TRANSIENT_DB_ERRORS:
-                logger.warning("Job %s: could not put the job back; the sweep will once its lock runs out", job_id)
         raise ClaimFailed(f"Job {job_id}: the claim hit a database error: {exc}") from exc
 
 
@@ -140,7 +156,7 @@ def _run(record: Job, token: str) -> str:
         choice = function.retry_choice(exc)
         return _fail(job_id, token, reason, stacktrace=traceback.format_exc(), retry=choice.retry, retry_delay=choice.delay)
     completed = persist(
-        lambda: services.job_complete(job_id=job_id, token=token, return_value=result),
+        lambda: services.job_complete(job_id=job_id, token=token, return_value=result, opts=record.opts),
         job_id=job_id, what="completion", patience=conf.get("LOCK_DURATION"),
     )
     return "completed" if completed else "lost"

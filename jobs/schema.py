@@ -4,11 +4,27 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from . import conf, registry
-from .options import JOB_ID_CHARS, MAX_PRIORITY
+from .options import JOB_ID_CHARS, MAX_AGE, MAX_KEEP, MAX_PRIORITY
 
 
 def _whole(low: int, high: int) -> dict:
     return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def retention_schema() -> dict:
+    """true (remove at once), false (keep), a count of the newest to keep, or {age, count}."""
+    return {
+        "oneOf": [
+            {"type": "boolean"},
+            _whole(0, MAX_KEEP),
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "minProperties": 1,
+                "properties": {"age": _whole(0, MAX_AGE), "count": _whole(0, MAX_KEEP)},
+            },
+        ]
+    }
 
 
 def options_schema() -> dict:
@@ -34,6 +50,8 @@ def options_schema() -> dict:
             "priority": {**_whole(1, MAX_PRIORITY), "description": "1 is the highest."},
             "jobId": {"type": "string", "pattern": f"^{JOB_ID_CHARS}$", "description": "Your own id."},
             "timeout": {**_whole(1, max_delay), "description": "Milliseconds after which the job is stopped and fails."},
+            "removeOnComplete": {**retention_schema(), "description": "How long the job is kept once completed (default: JOBS['REMOVE_ON_COMPLETE'])."},
+            "removeOnFail": {**retention_schema(), "description": "How long the job is kept once failed (default: JOBS['REMOVE_ON_FAIL'])."},
         },
     }
 

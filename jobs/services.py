@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from . import conf, messages, registry
+from . import conf, messages, registry, retention
 from .errors import (
     InvalidJob,
     JobExists,
@@ -109,8 +109,25 @@ def job_create(
         raise
     if job.state == JobState.WAITING:
         # The worker must find the row when the message arrives: send after commit, never before.
-        transaction.on_commit(partial(job_send, job_id=job.pk))
+        transaction.on_commit(partial(_send_created, _outgoing(fields)))
     return job
+
+
+def _send_created(message: messages.Outgoing) -> None:
+    """Send the message of a job just committed, from the row in hand: no read-back.
+
+    On a broker that tracks messages (Redis) nothing more is written: the job's message key says
+    it left, and a sweep that finds the job still waiting SEND_GRACE later reads the key before it
+    sends anything. Elsewhere sent_at records the send, as for every other send.
+    """
+    broker = messages.broker()
+    try:
+        broker.publish(message)
+    except Exception:
+        logger.warning("Could not send job %s to the broker; the sweep will retry", message.job_id, exc_info=True)
+        return
+    if not broker.tracks_messages:
+        Job.objects.filter(pk=message.job_id, state=JobState.WAITING).update(sent_at=timezone.now())
 
 
 def celery_priority(priority: int | None) -> int:
@@ -154,16 +171,22 @@ def jobs_send(*, job_ids: list[str], broker: messages.Broker | None = None) -> i
 
 
 def _outgoing(row: dict[str, Any]) -> messages.Outgoing:
+    """The message of the job `row` (its "pk" or "id", "queue", "priority" and "opts")."""
     timeout_ms = row["opts"].get("timeout")
     # The soft limit raises inside the job function, which fails the attempt with a clear
     # reason; the hard limit kills the process if the function swallows that exception.
     return messages.Outgoing(
-        job_id=row["pk"],
+        job_id=row["pk"] if "pk" in row else row["id"],
         queue=row["queue"],
         priority=celery_priority(row["priority"]),
         soft_time_limit=timeout_ms / 1000 if timeout_ms else None,
         time_limit=timeout_ms / 1000 + conf.get("TIMEOUT_GRACE") if timeout_ms else None,
     )
+
+
+def jobs_note_sent(*, job_ids: set[str] | list[str], now: datetime) -> int:
+    """Record that these waiting jobs' messages left (their keys say so), so the sweep sends none of them."""
+    return Job.objects.filter(pk__in=list(job_ids), state=JobState.WAITING, sent_at__isnull=True).update(sent_at=now)
 
 
 def jobs_note_queued(*, job_ids: set[str] | list[str], before: datetime, now: datetime) -> int:
@@ -174,18 +197,41 @@ def jobs_note_queued(*, job_ids: set[str] | list[str], before: datetime, now: da
 # -- transitions: each is one guarded UPDATE, and those of a running job are fenced by its lock -------
 
 
-def job_claim(*, job_id: str, worker: str) -> str | None:
-    """waiting → active for `worker`; return the lock token to the one caller that wins."""
+def job_claim(*, job_id: str, worker: str) -> Job | None:
+    """waiting → active for `worker`; return the claimed job, its lock_token the holder's, to the one caller that wins."""
     token = uuid.uuid4().hex
     now = timezone.now()
-    won = Job.objects.filter(pk=job_id, state=JobState.WAITING).update(
-        state=JobState.ACTIVE,
-        processed_on=now,
-        worker=worker[:200],
-        lock_token=token,
-        lock_until=now + timedelta(seconds=conf.get("LOCK_DURATION")),
+    fields = {
+        "state": JobState.ACTIVE,
+        "processed_on": now,
+        "worker": worker[:200],
+        "lock_token": token,
+        "lock_until": now + timedelta(seconds=conf.get("LOCK_DURATION")),
+    }
+    if _update_returns_rows():
+        # One statement claims and loads the row: UPDATE … WHERE state = 'waiting' RETURNING *.
+        claimed = list(Job.objects.raw(*_claim_sql(job_id, fields)))
+        return claimed[0] if claimed else None
+    won = Job.objects.filter(pk=job_id, state=JobState.WAITING).update(**fields)
+    return Job.objects.get(pk=job_id) if won else None
+
+
+def _update_returns_rows() -> bool:
+    return connection.vendor == "postgresql" or (connection.vendor == "sqlite" and connection.features.can_return_rows_from_update)
+
+
+def _claim_sql(job_id: str, fields: dict[str, Any]) -> tuple[str, list[Any]]:
+    quote, meta = connection.ops.quote_name, Job._meta
+    sets, params = [], []
+    for name, value in fields.items():
+        field = meta.get_field(name)
+        sets.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} "
+        f"WHERE {quote(meta.pk.column)} = %s AND {quote(meta.get_field('state').column)} = %s RETURNING *"
     )
-    return token if won else None
+    return sql, [*params, job_id, JobState.WAITING.value]
 
 
 def _held(job_id: str, token: str) -> JobQuerySet:
@@ -193,11 +239,15 @@ def _held(job_id: str, token: str) -> JobQuerySet:
     return Job.objects.filter(pk=job_id, state=JobState.ACTIVE, lock_token=token)
 
 
-def job_complete(*, job_id: str, token: str, return_value: Any) -> bool:
-    """active → completed, with its result."""
+def job_complete(*, job_id: str, token: str, return_value: Any, opts: dict[str, Any] | None = None) -> bool:
+    """active → completed, with its result; `opts` (the job's, read here if not given) say how long it is kept."""
+    if opts is None:
+        opts = Job.objects.filter(pk=job_id).values_list("opts", flat=True).first() or {}
+    now = timezone.now()
+    kept = retention.finished_fields(opts=opts, state=JobState.COMPLETED, finished_on=now)
     return (
         _held(job_id, token).update(
-            state=JobState.COMPLETED, return_value=return_value, finished_on=timezone.now(), **UNLOCKED
+            state=JobState.COMPLETED, return_value=return_value, finished_on=now, **kept, **UNLOCKED
         )
         == 1
     )
@@ -218,7 +268,10 @@ def job_fail(
     if retry and job.attempts_made + 1 < job.attempts:
         return job_reschedule(job=job, token=token, reason=reason, stacktrace=stacktrace, retry_delay=retry_delay)
     now = timezone.now()
-    fields = {**_failed_attempt(job, reason, stacktrace), "state": JobState.FAILED, "finished_on": now}
+    fields = {
+        **_failed_attempt(job, reason, stacktrace), "state": JobState.FAILED, "finished_on": now,
+        **retention.finished_fields(opts=job.opts, state=JobState.FAILED, finished_on=now),
+    }
     return JobState.FAILED if _held(job_id, token).update(**fields) else None
 
 
@@ -282,10 +335,13 @@ def jobs_recover_stalled(*, now: datetime, limit: int) -> tuple[list[str], int]:
     back from the broker too; the claim runs the job once whichever message arrives first.
     """
     recovered, failed = [], 0
-    for job in list(Job.objects.stalled(now).values("pk", "lock_token", "stalled_count")[:limit]):
+    for job in list(Job.objects.stalled(now).values("pk", "lock_token", "stalled_count", "opts")[:limit]):
         stalled_count = job["stalled_count"] + 1
         if stalled_count > conf.get("MAX_STALLED_COUNT"):
-            fields = {"state": JobState.FAILED, "failed_reason": STALLED_REASON, "finished_on": now}
+            fields = {
+                "state": JobState.FAILED, "failed_reason": STALLED_REASON, "finished_on": now,
+                **retention.finished_fields(opts=job["opts"], state=JobState.FAILED, finished_on=now),
+            }
         else:
             fields = {"state": JobState.WAITING, "run_at": now, "sent_at": None}
         if not _held(job["pk"], job["lock_token"]).update(stalled_count=stalled_count, **fields, **UNLOCKED):
@@ -373,7 +429,7 @@ def job_retry(*, owner: str, job_id: str, public_only: bool = False) -> Job:
     now = timezone.now()
     retried = Job.objects.filter(pk=pk, state=JobState.FAILED).update(
         state=JobState.WAITING, attempts_made=0, stalled_count=0, progress=0, return_value=None,
-        failed_reason=None, processed_on=None, finished_on=None, run_at=now, sent_at=None,
+        failed_reason=None, processed_on=None, finished_on=None, run_at=now, sent_at=None, **retention.NOT_FINISHED,
     )
     if not retried:
         raise JobNotFailed(job_id, _state_of(pk, job_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from . import conf, messages, services
+from .retention import CleanReport, jobs_clean
 from .models import Job
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,13 @@ def jobs_sweep(*, now: datetime | None = None, broker: messages.Broker | None = 
     promoted = len(to_send)
     recovered, stalled_out = services.jobs_recover_stalled(now=now, limit=batch)
     to_send += recovered
-    to_send += Job.objects.unsent(now - timedelta(seconds=conf.get("SEND_GRACE"))).values_list("pk", flat=True)[:batch]
+    # A job added on a tracking broker records its send only in the message's key: read the keys
+    # before sending anything, so a message that did leave is noted, not sent twice.
+    unsent = list(Job.objects.unsent(now - timedelta(seconds=conf.get("SEND_GRACE"))).values_list("pk", flat=True)[:batch])
+    left = _ask(lambda: broker.sent(unsent), set(), "look for messages")
+    if left:
+        services.jobs_note_sent(job_ids=left, now=now)
+    to_send += [job_id for job_id in unsent if job_id not in left]
     resend_before = now - timedelta(seconds=conf.get("RESEND_AFTER"))
     lost_before = _ask(broker.lost_before, None, "check its mark")
     if lost_before is not None and lost_before > resend_before:
@@ -100,9 +108,27 @@ class Sweeper:
             self._thread.join(timeout)
 
     def run(self) -> None:
+        cleaned = time.monotonic()
         while not self._stop.wait(self.interval):
             self.sweep_once()
+            every = conf.get("CLEAN_INTERVAL")
+            if every and time.monotonic() - cleaned >= every:
+                cleaned = time.monotonic()
+                self.clean_once()
         connection.close()
+
+    def clean_once(self) -> CleanReport | None:
+        """Remove the finished jobs that are due (retention), a batch per DELETE."""
+        close_old_connections()
+        try:
+            report = jobs_clean()
+        except Exception:
+            logger.exception("Cleaning finished jobs failed; trying again in %ss", conf.get("CLEAN_INTERVAL"))
+            connection.close()
+            return None
+        if report.expired or report.over_count:
+            logger.info("Removed %d finished jobs past their age and %d beyond their count", report.expired, report.over_count)
+        return report
 
     def sweep_once(self) -> SweepReport | None:
         close_old_connections()

@@ -12,6 +12,8 @@ JOBS = {  # noqa: F405
     "SHUTDOWN_GRACE": 4.0,
     "RESEND_AFTER": 30.0,
     "TIMEOUT_GRACE": 2.0,
+    # Retention is seen at work within seconds.
+    "CLEAN_INTERVAL": 2.0,
     # The e2e tests poll hard; rate limits are tested with keys that carry their own.
     "RATE_LIMIT": None,
 }

@@ -3,8 +3,9 @@
 import subprocess
 import sys
 import time
+import uuid
 
-from .stack import ROOT
+from .stack import ROOT, wait_until
 
 
 def test_a_retried_job_runs_again_on_the_worker(stack, tmp_path):
@@ -55,3 +56,33 @@ def test_jobs_add_wait_shows_progress_and_the_exit_code_says_how_it_ended(stack)
     failed = jobs_command(stack, "add", "fails", "--data", '{"message": "no way"}', "--wait", "--timeout", "45")
     assert failed.returncode == 1
     assert "failed: no way" in failed.stderr
+
+
+def test_the_table_stays_bounded_under_a_steady_stream_of_jobs(stack):
+    """100 jobs over ten seconds, each keeping only the newest 10 completed (removeOnComplete: 10)."""
+    name = f"stream{uuid.uuid4().hex[:6]}"
+    stack.manage("create_user", name)
+    stack.keys[name] = stack.manage("create_api_key", name).strip()
+    completed = []
+
+    def count() -> int:
+        return stack.request("GET", "/api/job/counts", key=name).json()["completed"]
+
+    for second in range(10):
+        for _ in range(10):
+            stack.add("noop", {}, {"removeOnComplete": 10}, key=name)
+        time.sleep(1)
+        completed.append(count())
+    # one clean interval (2 s in the test settings) after the stream: exactly the newest 10
+    wait_until(lambda: count() == 10, 15, "the clean to keep the newest 10", stack)
+    # while the stream ran, at most what two clean intervals of it can add (20) stood above the 10
+    assert max(completed) <= 10 + 20 + 10, completed
+    listed = stack.request("GET", "/api/job?state=completed", key=name).json()["results"]
+    assert len(listed) == 10
+
+
+def test_log_lines_of_a_running_job_carry_its_id_and_name(stack):
+    job = stack.wait_for(stack.add("fails", {"message": "logged"})["id"])
+    assert job["state"] == "failed"
+    logs = (stack.workdir / "worker.log").read_text()
+    assert f"[job={job['id']} name=fails]: Job " in logs

@@ -15,6 +15,9 @@ class FakeBroker:
     `queued` maps a job id to the id of its message still on the broker; clear it to lose them.
     """
 
+    # As Redis: each message leaves a key (until a worker takes it for good), which says it was sent.
+    tracks_messages = True
+
     def __init__(self) -> None:
         self.published: list[dict] = []
         self.queued: dict[str, str] = {}
@@ -36,6 +39,11 @@ class FakeBroker:
     def forget(self, job_id: str, message_id: str) -> None:
         if self.queued.get(job_id) == message_id:
             del self.queued[job_id]
+
+    def sent(self, job_ids: list[str]) -> set[str]:
+        if self.down:
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        return {job_id for job_id in job_ids if job_id in self.queued}
 
     def still_queued(self, jobs: list[messages.Queued]) -> set[str]:
         if self.down:

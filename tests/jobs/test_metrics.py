@@ -136,10 +136,10 @@ def test_bad_metrics_settings_are_refused_at_start(settings):
         settings.JOBS = {**settings.JOBS, **values}
         return [error.id for error in check_jobs_settings()]
 
-    assert ids(METRICS_TOKEN="short") == ["jobs.E010"]
-    assert ids(METRICS_TOKEN=TOKEN, METRICS_ALLOWED_IPS="10.0.0.0/8") == ["jobs.E011"]
-    assert ids(METRICS_ALLOWED_IPS=["10.0.0.0/8", "intranet"]) == ["jobs.E011"]
-    assert ids(METRICS_ALLOWED_IPS=["10.0.0.0/8"], METRICS_WINDOW=0) == ["jobs.E012"]
+    assert ids(METRICS_TOKEN="short") == ["jobs.E012"]
+    assert ids(METRICS_TOKEN=TOKEN, METRICS_ALLOWED_IPS="10.0.0.0/8") == ["jobs.E013"]
+    assert ids(METRICS_ALLOWED_IPS=["10.0.0.0/8", "intranet"]) == ["jobs.E013"]
+    assert ids(METRICS_ALLOWED_IPS=["10.0.0.0/8"], METRICS_WINDOW=0) == ["jobs.E014"]
     assert ids(METRICS_WINDOW=300) == []
 
 

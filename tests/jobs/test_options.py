@@ -47,7 +47,7 @@ def test_backoff_follows_bulls_formulas(backoff, attempts_made, wait):
     ("opts", "message"),
     [
         ([], "opts must be a JSON object."),
-        ({"lifo": True}, "Unknown option 'lifo'; known options are delay, attempts, backoff, priority, jobId, timeout."),
+        ({"lifo": True}, "Unknown option 'lifo'; known options are delay, attempts, backoff, priority, jobId, timeout, removeOnComplete, removeOnFail."),
         ({"delay": -1}, "opts.delay must be a whole number from 0 to 31536000000."),
         ({"delay": "10"}, "opts.delay must be a whole number from 0 to 31536000000."),
         ({"delay": 1.5}, "opts.delay must be a whole number from 0 to 31536000000."),

@@ -21,7 +21,29 @@ def test_create_stores_a_waiting_job_and_sends_it_only_after_commit(django_captu
     assert sent == [] and len(callbacks) == 1
     callbacks[0]()
     assert sent == [{"args": [job.pk], "queue": "jobs", "priority": 9}]
+    # On a broker that tracks messages the key records the send: no second write on the way in.
+    assert Job.objects.get(pk=job.pk).sent_at is None
+
+
+def test_a_sweep_notes_a_sent_job_from_its_message_key_and_sends_nothing(broker, sent, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.sweep import jobs_sweep
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.job_create(name="noop")
+    report = jobs_sweep(now=timezone.now() + timedelta(seconds=10))
+    assert (report.sent, len(sent)) == (0, 1)
     assert Job.objects.get(pk=job.pk).sent_at is not None
+
+
+def test_on_a_broker_that_does_not_track_messages_sent_at_records_the_send(broker, sent, monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr(type(broker), "tracks_messages", False)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.job_create(name="noop")
+    assert len(sent) == 1 and Job.objects.get(pk=job.pk).sent_at is not None
 
 
 def test_create_without_a_name_uses_the_default_job_function():
@@ -76,7 +98,7 @@ def test_send_with_the_broker_down_keeps_the_job_waiting_and_unsent(broker_down)
 def test_only_one_claim_wins_and_it_holds_a_lock(settings):
     settings.JOBS = {**settings.JOBS, "LOCK_DURATION": 30}
     job = services.job_create(name="noop")
-    token = services.job_claim(job_id=job.pk, worker="w1")
+    token = services.job_claim(job_id=job.pk, worker="w1").lock_token
     assert token and services.job_claim(job_id=job.pk, worker="w2") is None
     job.refresh_from_db()
     assert (job.state, job.worker, job.lock_token) == ("active", "w1", token)
@@ -89,7 +111,7 @@ def test_a_deleted_or_unknown_job_cannot_be_claimed():
 
 def test_only_the_lock_holder_renews_reports_and_finishes():
     job = services.job_create(name="noop")
-    token = services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w").lock_token
     assert services.job_extend_lock(job_id=job.pk, token="not-the-token") is False
     assert services.job_set_progress(job_id=job.pk, progress=5, token="not-the-token") is False
     assert services.job_complete(job_id=job.pk, token="not-the-token", return_value=1) is False
@@ -102,7 +124,7 @@ def test_only_the_lock_holder_renews_reports_and_finishes():
 
 def test_release_puts_an_active_job_back_without_counting_an_attempt_or_sending(sent):
     job = services.job_create(name="noop")
-    token = services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w").lock_token
     assert services.job_release(job_id=job.pk, token="not-the-token") is False
     assert services.job_release(job_id=job.pk, token=token) is True
     job.refresh_from_db()
@@ -115,7 +137,7 @@ def test_release_puts_an_active_job_back_without_counting_an_attempt_or_sending(
 def test_progress_is_recorded_only_for_an_active_job():
     job = services.job_create(name="noop")
     assert services.job_set_progress(job_id=job.pk, progress=10) is False
-    token = services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w").lock_token
     assert services.job_set_progress(job_id=job.pk, progress={"step": "two"}, token=token) is True
     job.refresh_from_db()
     assert job.progress == {"step": "two"}
@@ -125,7 +147,7 @@ def test_progress_is_recorded_only_for_an_active_job():
 
 def test_complete_sets_result_and_finished_on():
     job = services.job_create(name="noop")
-    token = services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w").lock_token
     assert services.job_complete(job_id=job.pk, token=token, return_value=[1, "two"]) is True
     job.refresh_from_db()
     assert (job.state, job.return_value, job.attempts_made) == ("completed", [1, "two"], 0)
@@ -135,7 +157,7 @@ def test_complete_sets_result_and_finished_on():
 
 def test_fail_without_attempts_left_fails_the_job():
     job = services.job_create(name="fails")
-    token = services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w").lock_token
     assert services.job_fail(job_id=job.pk, token=token, reason="boom", stacktrace="Traceback ...") == JobState.FAILED
     job.refresh_from_db()
     assert (job.state, job.failed_reason, job.stacktrace, job.attempts_made) == ("failed", "boom", ["Traceback ..."], 1)
@@ -144,7 +166,7 @@ def test_fail_without_attempts_left_fails_the_job():
 
 def test_fail_with_attempts_left_and_backoff_delays_the_retry():
     job = services.job_create(name="fails", opts={"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}})
-    token = services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w").lock_token
     before = timezone.now()
     assert services.job_fail(job_id=job.pk, token=token, reason="one", stacktrace="t1") == JobState.DELAYED
     job.refresh_from_db()
@@ -152,7 +174,7 @@ def test_fail_with_attempts_left_and_backoff_delays_the_retry():
     assert timedelta(milliseconds=1000) <= job.run_at - before < timedelta(milliseconds=1500)
     # the second failure waits (2^2 - 1) * 1000 ms
     Job.objects.filter(pk=job.pk).update(state=JobState.WAITING)
-    token = services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w").lock_token
     before = timezone.now()
     assert services.job_fail(job_id=job.pk, token=token, reason="two", stacktrace="t2") == JobState.DELAYED
     job.refresh_from_db()
@@ -162,7 +184,7 @@ def test_fail_with_attempts_left_and_backoff_delays_the_retry():
 
 def test_fail_with_attempts_left_and_no_backoff_sends_again_at_once(django_capture_on_commit_callbacks, sent):
     job = services.job_create(name="fails", opts={"attempts": 2})
-    token = services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w").lock_token
     with django_capture_on_commit_callbacks(execute=True):
         assert services.job_fail(job_id=job.pk, token=token, reason="once", stacktrace="t") == JobState.WAITING
     assert sent == [{"args": [job.pk], "queue": "jobs", "priority": 9}]
@@ -173,7 +195,7 @@ def test_stacktraces_are_capped(settings):
     job = services.job_create(name="fails", opts={"attempts": 4})
     for n in range(3):
         Job.objects.filter(pk=job.pk).update(state=JobState.WAITING)
-        token = services.job_claim(job_id=job.pk, worker="w")
+        token = services.job_claim(job_id=job.pk, worker="w").lock_token
         services.job_fail(job_id=job.pk, token=token, reason=str(n), stacktrace=f"t{n}")
     job.refresh_from_db()
     assert job.stacktrace == ["t1", "t2"]
@@ -215,7 +237,7 @@ def test_remove_deletes_a_job_that_has_not_started(opts):
 @pytest.mark.parametrize("finish", [None, "complete", "fail"])
 def test_remove_refuses_a_started_job_and_leaves_it_as_it_was(finish):
     job = services.job_create(name="noop")
-    token = services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w").lock_token
     if finish == "complete":
         services.job_complete(job_id=job.pk, token=token, return_value=1)
     elif finish == "fail":
@@ -280,10 +302,22 @@ def test_remove_holds_its_guard_with_delete_receivers_connected_and_the_claim_ra
 
 def test_set_data_writes_only_for_the_lock_holder():
     job = services.job_create(name="noop", data={"a": 1})
-    token = services.job_claim(job_id=job.pk, worker="w")
+    token = services.job_claim(job_id=job.pk, worker="w").lock_token
     assert services.job_set_data(job_id=job.pk, token="not-the-token", data={"b": 2}) is False
     assert Job.objects.get(pk=job.pk).data == {"a": 1}
     assert services.job_set_data(job_id=job.pk, token=token, data={"b": 2}) is True
     assert Job.objects.get(pk=job.pk).data == {"b": 2}
     with pytest.raises(InvalidJob, match="data must be a JSON object."):
         services.job_set_data(job_id=job.pk, token=token, data=[1])
+
+
+def test_the_claim_loads_the_row_it_claims_in_one_statement(django_assert_num_queries):
+    from django.db import connection
+
+    job = services.job_create(name="noop", data={"a": 1})
+    with django_assert_num_queries(1 if connection.vendor in ("postgresql", "sqlite") else 2):
+        claimed = services.job_claim(job_id=job.pk, worker="w")
+    assert (claimed.pk, claimed.state, claimed.data, claimed.worker) == (job.pk, "active", {"a": 1}, "w")
+    assert claimed.lock_token and claimed.lock_until > claimed.processed_on
+    stored = Job.objects.get(pk=job.pk)
+    assert (stored.lock_token, stored.processed_on) == (claimed.lock_token, claimed.processed_on)

@@ -103,7 +103,7 @@ def test_with_the_broker_out_of_sight_nothing_is_sent_again(sent, broker, settin
 def test_sweep_recovers_a_job_whose_lock_ran_out_then_fails_it_after_max_stalls(sent, settings):
     settings.JOBS = {**settings.JOBS, "LOCK_DURATION": 10, "MAX_STALLED_COUNT": 1}
     job = services.job_create(name="noop")
-    first = services.job_claim(job_id=job.pk, worker="w1")
+    first = services.job_claim(job_id=job.pk, worker="w1").lock_token
     assert jobs_sweep(now=later(5)).recovered == 0
     report = jobs_sweep(now=later(11))
     assert (report.recovered, report.sent) == (1, 1)

@@ -34,7 +34,7 @@ def parse_age(text: str) -> timedelta:
 
 
 class Command(BaseCommand):
-    help = "Operate the job queue: list, show, add [--wait], retry, promote, remove, stats, sweep."
+    help = "Operate the job queue: list, show, add [--wait], retry, promote, remove, stats, sweep, clean."
 
     def add_arguments(self, parser):
         commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -68,6 +68,10 @@ class Command(BaseCommand):
 
         commands.add_parser("stats", help="Counts per state and queue, the oldest waiting job, recent throughput.")
         commands.add_parser("sweep", help="Run one sweep now (every worker already sweeps each SWEEP_INTERVAL).")
+
+        clean = commands.add_parser("clean", help="Remove finished jobs: those their retention says are due, or one state's older ones.")
+        clean.add_argument("--state", choices=[JobState.COMPLETED, JobState.FAILED])
+        clean.add_argument("--older-than", help="With --state: remove those that finished longer ago, e.g. 7d, whatever they asked to keep.")
 
     def handle(self, *args, command: str, **options):
         self.console = Console(file=self.stdout, width=max(100, shutil.get_terminal_size((120, 24)).columns), soft_wrap=False)
@@ -152,6 +156,19 @@ class Command(BaseCommand):
             f"{report.promoted} delayed jobs promoted, {report.recovered} stalled jobs put back, "
             f"{report.stalled_out} failed as stalled, {report.sent} messages sent."
         )
+
+    def do_clean(self, *, state, older_than, **_):
+        from jobs.retention import jobs_clean, jobs_clean_older
+
+        if older_than is None:
+            report = jobs_clean(budget=float("inf"))
+            self.console.print(f"Removed {report.expired} finished jobs past their age and {report.over_count} beyond their count.")
+            return
+        if state is None:
+            raise CommandError("--older-than needs --state completed or --state failed.")
+        age = parse_age(older_than)
+        removed = jobs_clean_older(state=state, before=timezone.now() - age)
+        self.console.print(f"Removed {removed} {state} jobs that finished more than {older_than} ago.")
 
     # -- waiting for a job ---------------------------------------------------------------------
 
