@@ -240,3 +240,9 @@ def api_key_sign_in(*, email: str, password: str, scopes: Iterable[str] | None =
     """Sign a user in: a new API key for their account with `scopes` (default: all); return it with the clear key."""
     user = user_sign_in(email=email, password=password)
     return api_key_create(user=user, scopes=SCOPES if scopes is None else scopes, name=name or "sign-in")
+
+
+def api_keys_revoke(*, keys: Iterable[ApiKey]) -> int:
+    """Revoke those of `keys` that are live (a revoked key keeps the time it was revoked); return how many."""
+    live = ApiKey.objects.filter(pk__in=[key.pk for key in keys], revoked_at__isnull=True)
+    return live.update(revoked_at=timezone.now())

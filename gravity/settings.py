@@ -180,6 +180,14 @@ SPECTACULAR_SETTINGS = {
 JOBS = {
     "QUEUE": "jobs",
     "OWNER_RESOLVER": "accounts.services.account_key_for_request",
+    # The admin shows an account's name where a job's owner is account:<id>.
+    "OWNER_NAMES": "accounts.owners.owner_names",
+    # Who may read /metrics: a bearer token, and/or client addresses or networks (comma-separated).
+    # With neither set, /metrics answers 403 to everyone.
+    "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
+    "METRICS_ALLOWED_IPS": [
+        network.strip() for network in os.environ.get("METRICS_ALLOWED_IPS", "").split(",") if network.strip()
+    ],
 }
 # Django's Tasks framework (django.tasks): @task functions enqueue jobs, run by the job workers.
 TASKS = {"default": {"BACKEND": "jobs.backends.JobsBackend"}}

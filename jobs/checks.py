@@ -1,5 +1,7 @@
 """System checks that fail early on a bad JOBS setting."""
 
+import ipaddress
+
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.utils.module_loading import import_string
@@ -26,6 +28,9 @@ def check_jobs_settings(app_configs=None, **kwargs):
             raise ImportError
     except ImportError:
         errors.append(Error(f"JOBS['OWNER_RESOLVER'] {values['OWNER_RESOLVER']!r} is not an importable callable.", id="jobs.E004"))
+    if values["OWNER_NAMES"] is not None and not _importable_callable(values["OWNER_NAMES"]):
+        message = f"JOBS['OWNER_NAMES'] {values['OWNER_NAMES']!r} is not an importable callable."
+        errors.append(Error(message, id="jobs.E011"))
     for key in ("SWEEP_INTERVAL", "SEND_GRACE", "RESEND_AFTER", "LOCK_DURATION", "TIMEOUT_GRACE", "SHUTDOWN_GRACE", "CLEAN_INTERVAL"):
         if isinstance(values[key], bool) or not isinstance(values[key], int | float) or values[key] < 0:
             errors.append(Error(f"JOBS[{key!r}] must be a number of seconds, 0 or more.", id="jobs.E005"))
@@ -44,6 +49,7 @@ def check_jobs_settings(app_configs=None, **kwargs):
             errors.append(Error(f"JOBS[{key!r}] must be a whole number, 1 or more.", id="jobs.E006"))
     if values["RATE_LIMIT"] is not None and not _valid_rate(values["RATE_LIMIT"]):
         errors.append(Error("JOBS['RATE_LIMIT'] must be None or a rate such as '600/minute'.", id="jobs.E008"))
+    errors += _metrics_errors(values)
     if getattr(settings, "CELERY_TASK_SERIALIZER", "json") != "json":
         errors.append(Error("CELERY_TASK_SERIALIZER must be 'json': job messages carry ids, never pickles.", id="jobs.E007"))
     pool = getattr(settings, "CELERY_WORKER_POOL", None)
@@ -56,6 +62,42 @@ def check_jobs_settings(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+# A token short enough to guess is no protection.
+MIN_METRICS_TOKEN = 16
+
+
+def _metrics_errors(values) -> list[Error]:
+    errors = []
+    token = values["METRICS_TOKEN"]
+    if not isinstance(token, str) or 0 < len(token) < MIN_METRICS_TOKEN:
+        message = f"JOBS['METRICS_TOKEN'] must be empty or a string of at least {MIN_METRICS_TOKEN} characters."
+        errors.append(Error(message, id="jobs.E012"))
+    allowed = values["METRICS_ALLOWED_IPS"]
+    if isinstance(allowed, str) or not isinstance(allowed, list | tuple) or not all(map(_network, allowed)):
+        message = "JOBS['METRICS_ALLOWED_IPS'] must be a list of addresses or networks, such as ['10.0.0.0/8']."
+        errors.append(Error(message, id="jobs.E013"))
+    window = values["METRICS_WINDOW"]
+    if isinstance(window, bool) or not isinstance(window, int | float) or not 0 < window <= 86400:
+        errors.append(Error("JOBS['METRICS_WINDOW'] must be a number of seconds, more than 0 and at most a day.",
+                            id="jobs.E014"))
+    return errors
+
+
+def _network(value) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _importable_callable(path) -> bool:
+    try:
+        return isinstance(path, str) and callable(import_string(path))
+    except ImportError:
+        return False
 
 
 def _valid_rate(rate) -> bool:

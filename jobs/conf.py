@@ -57,6 +57,16 @@ DEFAULTS: dict[str, Any] = {
     # the most rows one DELETE takes, so no clean holds a long lock.
     "CLEAN_INTERVAL": 60.0,
     "CLEAN_BATCH": 1000,
+    # Dotted path to a callable(owners: set[str]) -> dict[str, str] that names owners for people
+    # (the admin and the dashboard call it once per page). None: owners show as their keys.
+    "OWNER_NAMES": None,
+    # Who may read /metrics (jobs.metrics.metrics_view): scrapers sending this bearer token, and/or
+    # clients at these addresses or networks ("10.0.0.0/8"). With both set, both are needed; with
+    # neither, nobody may (403).
+    "METRICS_TOKEN": "",
+    "METRICS_ALLOWED_IPS": [],
+    # Seconds of finished jobs that /metrics counts and times (jobs_finished_in_window, …).
+    "METRICS_WINDOW": 300,
 }
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q, QuerySet, Sum
+from django.db.models.functions import TruncMinute
 
 from .errors import JobNotFound
 from .models import Job, JobState
@@ -113,3 +115,52 @@ def throughput(*, since: datetime) -> dict[str, int]:
 def oldest_waiting() -> Job | None:
     """The waiting job that has waited longest (every owner's)."""
     return Job.objects.filter(state=JobState.WAITING).order_by("run_at").first()
+
+
+# -- the dashboard's and /metrics' reads (every owner's) ------------------------------------------
+
+FINISHED_STATES = (JobState.COMPLETED, JobState.FAILED)
+# How long the latest attempt ran; null for a job that never started.
+RUN_TIME = ExpressionWrapper(F("finished_on") - F("processed_on"), output_field=DurationField())
+
+
+def queue_states() -> list[dict[str, Any]]:
+    """Per queue and state: the number of jobs and the earliest run_at (for waiting jobs, the longest wait).
+
+    One GROUP BY over the table, like job_counts: [{"queue", "state", "n", "oldest"}, …].
+    """
+    rows = Job.objects.values("queue", "state").annotate(n=Count("pk"), oldest=Min("run_at"))
+    return list(rows.order_by("queue", "state"))
+
+
+def finished_per_minute(*, since: datetime) -> list[dict[str, Any]]:
+    """Jobs completed and failed per minute from `since`, counted in SQL: [{"minute", "state", "n"}, …].
+
+    The range on finished_on with the state is what the (state, finished_on) index serves, so
+    the cost follows the window, not the table.
+    """
+    rows = (
+        Job.objects.filter(state__in=FINISHED_STATES, finished_on__gte=since)
+        .annotate(minute=TruncMinute("finished_on"))
+        .values("minute", "state")
+        .annotate(n=Count("pk"))
+    )
+    return list(rows.order_by("minute", "state"))
+
+
+def finished_by_name(*, since: datetime, buckets: Sequence[float] = ()) -> list[dict[str, Any]]:
+    """Per queue, name and state, the jobs that finished from `since` and how long their latest attempt ran.
+
+    Each row: `n` jobs, `timed` of them that ran (a run time), `total` and `longest` run time
+    (timedelta), and `le_<i>`: how many ran at most `buckets[i]` seconds. One query.
+    """
+    within = {
+        f"le_{index}": Count("pk", filter=Q(run__lte=timedelta(seconds=bound))) for index, bound in enumerate(buckets)
+    }
+    rows = (
+        Job.objects.filter(state__in=FINISHED_STATES, finished_on__gte=since)
+        .annotate(run=RUN_TIME)
+        .values("queue", "name", "state")
+        .annotate(n=Count("pk"), timed=Count("run"), total=Sum("run"), longest=Max("run"), **within)
+    )
+    return list(rows.order_by("queue", "name", "state"))

@@ -162,3 +162,12 @@ def ignores_timeouts(job):
 def internal_report(job):
     """Not public: only code may add it, never an API client."""
     return {"secret": "system only"}
+
+
+@jobs.job("metered", public=True)
+def metered(job):
+    """Run for data["seconds"], then fail if data["fail"]: jobs whose run times and outcomes a test knows."""
+    time.sleep(job.data.get("seconds", 0))
+    if job.data.get("fail"):
+        raise RuntimeError("metered failure")
+    return "metered"

@@ -1,8 +1,15 @@
-"""The end-to-end stack, started once for the e2e tests and stopped after them."""
+"""The end-to-end stack, started once for the e2e tests and stopped after them; a browser for the page tests."""
+
+import shutil
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
-from .stack import Stack
+from .stack import ROOT, Stack
+
+# Where a failing browser test leaves a screenshot of the page it was on.
+ARTIFACTS = ROOT / ".artifacts"
 
 
 @pytest.fixture(scope="session")
@@ -12,6 +19,26 @@ def stack(tmp_path_factory):
         yield running
     finally:
         running.close()
+
+
+@pytest.fixture
+def browser(request, tmp_path):
+    """Debian's chromium, headless, 1366 px wide (a laptop), via chromium-driver; a screenshot if the test fails."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1366,900", f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    if getattr(request.node, "failed", False):
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / f"{request.node.name}.png"
+        driver.save_screenshot(str(shot))
+        print(f"screenshot of the failure: {shot}")
+    driver.quit()
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ from devtools import redis as dev_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_SCOPES = "job.create,job.read,job.update,job.delete,account.read,account.update"
+# What a scraper of the stack's /metrics sends (Authorization: Bearer …).
+METRICS_TOKEN = "e2e-metrics-token-0123456789"
 
 
 class Stack:
@@ -58,6 +60,7 @@ class Stack:
             "EMAIL_URL": f"file://{workdir / 'mail'}",
             # Links in emails lead to this stack's web server.
             "SITE_URL": f"http://127.0.0.1:{self.web_port}",
+            "METRICS_TOKEN": METRICS_TOKEN,
         }
         self.base_url = f"http://127.0.0.1:{self.web_port}"
         self.http = requests.Session()
@@ -85,9 +88,11 @@ class Stack:
     def stop_redis(self) -> None:
         self.stop("redis")
 
-    def manage(self, *args: str) -> str:
+    def manage(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run manage.py with the stack's settings (`env` adds to them); return what it printed."""
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
+            [sys.executable, "manage.py", *args], cwd=ROOT, env={**self.env, **(env or {})}, capture_output=True,
+            text=True, timeout=120,
         )
         if result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")

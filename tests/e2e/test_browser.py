@@ -1,44 +1,16 @@
 """The pages the emails link to, in a real browser (Debian's chromium driven by Selenium) against the real stack."""
 
 import re
-import shutil
 import uuid
 from pathlib import Path
 
-import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
-from .stack import ROOT, wait_until
+from .pages import wait_for
+from .stack import wait_until
 
-ARTIFACTS = ROOT / ".artifacts"
 PASSWORD = "a-long-pass-phrase-42"
-
-
-@pytest.fixture
-def browser(request, tmp_path):
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1366,900", f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
-    driver.implicitly_wait(0)
-    yield driver
-    if getattr(request.node, "failed", False):
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = ARTIFACTS / f"{request.node.name}.png"
-        driver.save_screenshot(str(shot))
-        print(f"screenshot of the failure: {shot}")
-    driver.quit()
-
-
-def wait_for(driver, css, timeout=15):
-    return WebDriverWait(driver, timeout).until(expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, css)))
 
 
 def test_from_the_verification_email_to_a_plan_and_an_api_key(stack, browser):

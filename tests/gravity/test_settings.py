@@ -42,3 +42,21 @@ def test_a_debug_value_that_is_not_a_boolean_is_refused():
     result = load_settings(DEBUG="maybe")
     assert result.returncode != 0
     assert "DEBUG must be true or false, not 'maybe'." in result.stderr
+
+
+def metrics_access(**env) -> str:
+    """What a production process (DEBUG off) reads of the /metrics settings from `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("METRICS_") and k not in {"DEBUG", "SECRET_KEY"}}
+    code = "import gravity.settings as s; print(repr(s.JOBS['METRICS_TOKEN']), s.JOBS['METRICS_ALLOWED_IPS'])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**clean, "DEBUG": "false", "SECRET_KEY": "x" * 50, **env},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_metrics_are_closed_unless_the_environment_opens_them():
+    assert metrics_access() == "'' []"
+    opened = metrics_access(METRICS_TOKEN="t" * 20, METRICS_ALLOWED_IPS=" 10.0.0.0/8, 127.0.0.1 ,")
+    assert opened == "'tttttttttttttttttttt' ['10.0.0.0/8', '127.0.0.1']"

@@ -19,6 +19,8 @@ def test_bad_settings_are_reported(settings):
     assert ids({"OWNER_RESOLVER": "nowhere.at_all"}, settings) == ["jobs.E004"]
     assert ids({"SWEEP_INTERVAL": -1}, settings) == ["jobs.E005"]
     assert ids({"MAX_ATTEMPTS": 0}, settings) == ["jobs.E006"]
+    assert ids({"OWNER_NAMES": "nowhere.at_all"}, settings) == ["jobs.E011"]
+    assert ids({"OWNER_NAMES": 7}, settings) == ["jobs.E011"]
 
 
 def test_pickle_is_refused(settings):

@@ -6,7 +6,6 @@ import json
 import shutil
 import time
 from datetime import timedelta
-from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -15,38 +14,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from jobs import selectors, services
+from jobs.display import age, is_number, run_time, shown
 from jobs.errors import JobError
 from jobs.models import Job, JobState
 
 STATE_STYLES = {"waiting": "cyan", "delayed": "blue", "active": "yellow", "completed": "green", "failed": "red"}
 FINISHED = (JobState.COMPLETED, JobState.FAILED)
-
-
-def age(moment) -> str:
-    """A short human duration since `moment`: 12s, 4m, 3h, 2d."""
-    return duration((timezone.now() - moment).total_seconds()) if moment else "-"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
-
-
-def run_time(job: Job) -> str:
-    if job.processed_on is None:
-        return "-"
-    return duration(((job.finished_on or timezone.now()) - job.processed_on).total_seconds())
-
-
-def shown(value: Any) -> str:
-    """Progress as people read it: a number as a percentage, anything else as compact JSON."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:g}%"
-    return json.dumps(value, separators=(",", ":"))
 
 
 def parse_age(text: str) -> timedelta:
@@ -207,7 +180,7 @@ class Command(BaseCommand):
             bar = progress.add_task(f"{job.public_id} {job.state}", total=100, note="")
             while True:
                 job.refresh_from_db()
-                numeric = isinstance(job.progress, int | float) and not isinstance(job.progress, bool)
+                numeric = is_number(job.progress)
                 progress.update(
                     bar, description=f"{job.public_id} {job.state}", completed=min(100, job.progress) if numeric else 0,
                     note="" if numeric or job.progress in (0, None) else shown(job.progress),
