@@ -7,7 +7,9 @@ seed each time (FUZZ_SEED=random) and prints how to replay a failure.
 import itertools
 import json
 import os
+import time
 
+import pytest
 import schemathesis
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, given, seed, settings
@@ -24,7 +26,19 @@ def seeded(test):
     return test if SEED == "random" else seed(int(SEED))(test)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fuzzing_started() -> float:
+    return time.time()
+
+
 fuzz_settings = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+
+def a_day_later(job):
+    """The job spec with its delay set to a day, where it has the shape of one."""
+    if isinstance(job, dict) and isinstance(job.get("opts", {}), dict):
+        return {**job, "opts": {**job.get("opts", {}), "delay": 86_400_000}}
+    return job
 
 
 def generated_schema() -> dict:
@@ -47,9 +61,11 @@ def test_the_served_schema_is_the_one_fuzzed(stack):
 @seeded
 @fuzz_settings
 def test_no_input_produces_a_server_error(case, stack):
-    if case.method == "POST" and case.path == "/api/job/" and isinstance(case.body, dict) and isinstance(case.body.get("opts", {}), dict):
-        # Fuzz the API, not the job functions: whatever is accepted waits a day and never runs here.
-        case.body = {**case.body, "opts": {**case.body.get("opts", {}), "delay": 86_400_000}}
+    if case.method == "POST" and case.path == "/api/job/":
+        # Fuzz the API, not the job functions: whatever is accepted waits a day and never runs here
+        # (a list adds up to a thousand jobs at once; left to run they would keep the worker busy
+        # for the tests after this one).
+        case.body = [a_day_later(job) for job in case.body] if isinstance(case.body, list) else a_day_later(case.body)
     # The anonymous endpoints' per-address limits would soon answer only 429: give each case an address.
     n = next(addresses)
     headers = {"Authorization": f"Bearer {stack.keys['alice']}", "X-Forwarded-For": f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"}
@@ -117,3 +133,13 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(stack):
     assert [r.status_code for r in statuses] == [404] * 5 + [429] * 2
     assert int(statuses[-1].headers["Retry-After"]) > 0
     assert statuses[-1].json()["error"]["code"] == "rate_limited"
+
+
+def test_the_fuzzing_left_the_workers_nothing_to_run(stack, fuzzing_started):
+    """Every job the fuzzing added waits a day: the tests after it find idle workers."""
+    code = (
+        "import datetime; from jobs.models import Job; "
+        f"since = datetime.datetime.fromtimestamp({fuzzing_started}, datetime.UTC); "
+        "print(Job.objects.filter(state__in=['waiting', 'active'], created_at__gte=since).count())"
+    )
+    assert stack.manage("shell", "-c", code).strip().splitlines()[-1] == "0"
