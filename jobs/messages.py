@@ -5,6 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import queue
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -111,17 +114,25 @@ class Broker:
 
     def announce(self, job_id: str) -> None:
         """Tell whoever watches the job (its live events) that its row changed; nothing if nobody does."""
-        with current_app.pool.acquire(block=True) as conn:
-            client = _redis(conn.default_channel)
-            if client is not None:
-                client.publish(EVENTS_CHANNEL.format(job_id), b"changed")
+        self.notify([Note.announce(job_id)])
 
     def forget(self, job_id: str, message_id: str) -> None:
         """Stop tracking a message that a worker has taken for good (acknowledged, not requeued)."""
+        self.notify([Note.forget(job_id, message_id)])
+
+    def notify(self, notes: list[Note]) -> None:
+        """Send these announcements and forgettings in one pipelined round trip, in their order."""
         with current_app.pool.acquire(block=True) as conn:
             client = _redis(conn.default_channel)
-            if client is not None:
-                client.eval(_FORGET, 1, MESSAGE_KEY.format(job_id), message_id)
+            if client is None:
+                return
+            with client.pipeline(transaction=False) as pipe:
+                for note in notes:
+                    if note.message_id is None:
+                        pipe.publish(EVENTS_CHANNEL.format(note.job_id), b"changed")
+                    else:
+                        pipe.eval(_FORGET, 1, MESSAGE_KEY.format(note.job_id), note.message_id)
+                pipe.execute()
 
     def still_queued(self, jobs: list[Queued]) -> set[str]:
         """Return the ids of the jobs whose message is still on the broker, and renew their keys.
@@ -199,7 +210,66 @@ def _held_message_ids(client: Any, unacked_key: str) -> set[str]:
     return held
 
 
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A write to the broker that no one waits for: a job changed (message_id None), or its message was taken for good."""
+
+    job_id: str
+    message_id: str | None = None
+
+    @classmethod
+    def announce(cls, job_id: str) -> Note:
+        return cls(job_id)
+
+    @classmethod
+    def forget(cls, job_id: str, message_id: str) -> Note:
+        return cls(job_id, message_id)
+
+
+class Notes:
+    """The notes of a worker process, sent from one thread in pipelined batches, so a job's run waits on none of them.
+
+    A worker enables it as it starts (the pool processes it forks inherit that); elsewhere (web,
+    shell, tests) each note is sent at once. A note lost with its process costs little: a live
+    event stream reads the job again within its keep-alive, a message key left behind expires.
+    """
+
+    def __init__(self) -> None:
+        self.deferred = False
+        self._queue: queue.SimpleQueue[Note] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._guard = threading.Lock()
+
+    def send(self, note: Note) -> None:
+        if not self.deferred:
+            broker().notify([note])
+            return
+        with self._guard:
+            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                # A process forked after the thread started has no thread: start its own.
+                self._pid = os.getpid()
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(target=self._run, name="jobs-notes", daemon=True)
+                self._thread.start()
+        self._queue.put(note)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < PUBLISH_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                broker().notify(batch)
+            except Exception:
+                logger.warning("Could not send %d notes to the broker (live events, message keys)", len(batch), exc_info=True)
+
+
 _broker = Broker()
+notes = Notes()
 
 
 def broker() -> Broker:

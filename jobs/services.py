@@ -193,7 +193,7 @@ def _announce(job_id: str) -> None:
 
 def _tell_watchers(job_id: str) -> None:
     try:
-        messages.broker().announce(job_id)
+        messages.notes.send(messages.Note.announce(job_id))
     except Exception:
         logger.debug("Could not announce a change of job %s to its watchers", job_id, exc_info=True)
 

@@ -62,6 +62,6 @@ def _forget(job_id: str, message_id: str | None) -> None:
     if not message_id:
         return
     try:
-        messages.broker().forget(job_id, message_id)
+        messages.notes.send(messages.Note.forget(job_id, message_id))
     except Exception:
         logger.warning("Job %s: could not stop tracking message %s", job_id, message_id, exc_info=True)

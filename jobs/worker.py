@@ -14,7 +14,7 @@ import time
 from celery.concurrency import ALIASES
 from django.db import connection
 
-from . import conf, services
+from . import conf, messages, services
 from .models import Job
 from .sweep import Sweeper
 
@@ -206,6 +206,8 @@ def current() -> Worker | None:
 def on_worker_init(sender, **_signal_kwargs) -> None:
     global _current
     _current = Worker(nodename=sender.hostname, pool=sender.pool_cls)
+    # A job's run waits on no announcement to live streams nor on forgetting its message.
+    messages.notes.deferred = True
 
 
 def on_worker_ready(**_signal_kwargs) -> None:

@@ -100,6 +100,13 @@ class FakeBroker:
     def announce(self, job_id: str) -> None:
         self.announced.append(job_id)
 
+    def notify(self, notes: list[messages.Note]) -> None:
+        for note in notes:
+            if note.message_id is None:
+                self.announce(note.job_id)
+            else:
+                self.forget(note.job_id, note.message_id)
+
 
 @pytest.fixture(autouse=True)
 def broker(monkeypatch) -> FakeBroker:

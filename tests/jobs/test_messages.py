@@ -1,6 +1,7 @@
 """Job messages against a real redis-server: tracked while queued, forgotten once taken, lost ones noticed."""
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -101,3 +102,40 @@ def test_the_mark_says_since_when_messages_may_have_been_lost(redis, caplog):
     ]
     redis.flushall()  # the broker lost its data
     assert broker.lost_before() - first > timedelta(0)
+
+
+def test_a_worker_sends_its_notes_from_a_thread_in_order_and_a_forked_process_starts_its_own(redis, broker, monkeypatch):
+    """In a worker a job's run waits on no note: they leave from a thread, announcements and forgettings in one batch."""
+    real = messages.Broker()
+    monkeypatch.setattr(messages, "broker", lambda: real)
+    sent = real.publish(message())
+    batches: list[list[messages.Note]] = []
+    notify = real.notify
+    monkeypatch.setattr(real, "notify", lambda notes: (batches.append(list(notes)), notify(notes)))
+    pubsub = redis.pubsub()
+    pubsub.subscribe(messages.EVENTS_CHANNEL.format("job-1"))
+    assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+    notes = messages.Notes()
+    notes.deferred = True
+    notes.send(messages.Note.announce("job-1"))
+    notes.send(messages.Note.forget("job-1", sent))
+    deadline = time.monotonic() + 5
+    while redis.get("gravity-jobs:message:job-1") is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert redis.get("gravity-jobs:message:job-1") is None
+    assert pubsub.get_message(timeout=1)["data"] == b"changed"
+    assert [note for batch in batches for note in batch] == [messages.Note("job-1"), messages.Note("job-1", sent)]
+    assert notes._thread is not None and notes._thread.name == "jobs-notes"
+    # A pool process forked after the thread started has none of its own: it starts one.
+    first = notes._thread
+    notes._pid = -1
+    notes.send(messages.Note.announce("job-1"))
+    assert notes._thread is not first and notes._thread.is_alive()
+    assert pubsub.get_message(timeout=2)["data"] == b"changed"
+    pubsub.close()
+
+
+def test_outside_a_worker_a_note_is_sent_at_once(broker):
+    notes = messages.Notes()
+    notes.send(messages.Note.announce("job-1"))
+    assert broker.announced == ["job-1"] and notes._thread is None
