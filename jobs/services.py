@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from . import conf, messages, registry, retention
@@ -76,7 +77,7 @@ def job_create(
     try:
         # A savepoint, so a duplicate id leaves the caller's transaction usable.
         with transaction.atomic():
-            job = Job.objects.create(**fields)
+            job, = _insert([fields])
     except IntegrityError:
         if fields["public_id"] != fields["id"] and Job.objects.known_as(owner, fields["public_id"]).exists():
             raise JobExists(fields["public_id"]) from None
@@ -114,7 +115,7 @@ def jobs_create_bulk(
         rows.append(fields)
     try:
         with transaction.atomic():
-            created = Job.objects.bulk_create([Job(**fields) for fields in rows], batch_size=BULK_BATCH)
+            created = _insert(rows)
     except IntegrityError:
         taken = Job.objects.filter(owner=owner, public_id__in=list(custom)).values_list("public_id", flat=True).first()
         if taken is not None:
@@ -126,8 +127,39 @@ def jobs_create_bulk(
     return created
 
 
-# Rows per INSERT of a bulk add (SQLite's variable limit allows this many of a job's columns).
-BULK_BATCH = 500
+def _insert(rows: list[dict[str, Any]]) -> list[Job]:
+    """INSERT new job rows with one statement run for each, as bulk_create would; return their Jobs.
+
+    Each value is converted by its field exactly as the ORM converts it (pre_save, then
+    get_db_prep_save), but the statement is made once per process instead of by the SQL compiler
+    at every add, which cost more than the INSERT itself (~0.13 ms of ~0.35 ms a job on SQLite,
+    and most of a bulk add). Like bulk_create, it sends no pre_save/post_save signals.
+    """
+    jobs = [Job(**fields) for fields in rows]
+    columns = _insert_columns()
+    db = connections[Job.objects.db]  # the connection itself, not the per-context proxy, for the ~27 × n lookups
+    params = [[field.get_db_prep_save(field.pre_save(job, True), db) for field in columns] for job in jobs]
+    with db.cursor() as cursor:
+        if len(params) == 1:
+            cursor.execute(_insert_sql(), params[0])
+        else:
+            cursor.executemany(_insert_sql(), params)
+    for job in jobs:
+        job._state.adding = False
+        job._state.db = db.alias
+    return jobs
+
+
+@functools.cache
+def _insert_columns() -> tuple[Any, ...]:
+    return tuple(Job._meta.concrete_fields)
+
+
+@functools.cache
+def _insert_sql() -> str:
+    quote = connections[Job.objects.db].ops.quote_name
+    names = ", ".join(quote(field.column) for field in _insert_columns())
+    return f"INSERT INTO {quote(Job._meta.db_table)} ({names}) VALUES ({', '.join(['%s'] * len(_insert_columns()))})"
 
 
 def _new_job(

@@ -139,3 +139,40 @@ def test_outside_a_worker_a_note_is_sent_at_once(broker):
     notes = messages.Notes()
     notes.send(messages.Note.announce("job-1"))
     assert broker.announced == ["job-1"] and notes._thread is None
+
+
+@pytest.mark.parametrize("priority, limits", [(9, {}), (0, {}), (3, {"soft_time_limit": 5.0, "time_limit": 8.0})])
+def test_a_message_filled_in_from_its_envelope_is_the_one_celery_sends(redis, priority, limits):
+    """The fast path sends what apply_async sends, but for what is unique to each message."""
+    from jobs.tasks import run_job
+
+    with current_app.producer_or_acquire() as producer:
+        run_job.apply_async(args=["job-1"], producer=producer, queue="jobs", priority=priority, **limits)
+    messages.Broker().publish(messages.Outgoing(job_id="job-1", queue="jobs", priority=priority, **limits))
+    keys = [key for key in redis.keys("jobs*") if redis.type(key) == b"list"]
+    assert len(keys) == 1 and redis.llen(keys[0]) == 2
+    celerys, ours = (json.loads(raw) for raw in redis.lrange(keys[0], 0, -1)[::-1])
+    unique = {("headers", "id"), ("headers", "root_id"), ("properties", "correlation_id"), ("properties", "delivery_tag")}
+    for part in ("headers", "properties"):
+        for name in celerys[part].keys() | ours[part].keys():
+            if (part, name) not in unique:
+                assert ours[part][name] == celerys[part][name], (part, name)
+    assert {k: v for k, v in ours.items() if k not in ("headers", "properties")} == {
+        k: v for k, v in celerys.items() if k not in ("headers", "properties")
+    }
+    assert ours["headers"]["id"] == ours["headers"]["root_id"] == ours["properties"]["correlation_id"] != celerys["headers"]["id"]
+    assert ours["properties"]["delivery_tag"] != celerys["properties"]["delivery_tag"]
+    assert redis.get("gravity-jobs:message:job-1").decode() == ours["headers"]["id"]
+
+
+def test_a_batch_of_messages_is_one_round_trip_per_publish_batch(redis, monkeypatch):
+    monkeypatch.setattr(messages, "PUBLISH_BATCH", 3)
+    executed = []
+    from redis.client import Pipeline
+
+    execute = Pipeline.execute
+    monkeypatch.setattr(Pipeline, "execute", lambda self, *a, **k: (executed.append(len(self.command_stack)), execute(self, *a, **k))[1])
+    ids = messages.Broker().publish_many([message(f"job-{i}") for i in range(7)])
+    assert len(set(ids)) == 7 and executed == [6, 6, 2]
+    assert sorted(job for _, job in queued_ids(redis)) == sorted(f"['job-{i}']" for i in range(7))
+    assert [redis.get(f"gravity-jobs:message:job-{i}").decode() for i in range(7)] == ids
