@@ -21,6 +21,9 @@ class JobsConfig(AppConfig):
         )
 
         from . import checks, conf, worker  # noqa: F401  (checks registers itself)
+        from . import kombu_fixes
+
+        kombu_fixes.install()
 
         # Job functions live in each app's jobs.py (like Celery's tasks.py) or in JOBS["MODULES"];
         # the web process needs them too, to refuse unknown names.

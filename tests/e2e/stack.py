@@ -285,7 +285,12 @@ class Stack:
             seen.append(self.get(job_id))
             return check(seen[-1])
 
-        wait_until(poll, timeout, f"job {job_id} ({seen[-1] if seen else 'never read'})", self)
+        try:
+            wait_until(poll, timeout, f"job {job_id}", self)
+        except AssertionError as timed_out:
+            # Say what the job looked like when the wait gave up, not before it began.
+            raise AssertionError(f"{timed_out.args[0].splitlines()[0]}, last read as {seen[-1] if seen else 'never read'}\n"
+                                 + "\n".join(timed_out.args[0].splitlines()[1:])) from None
         return seen[-1]
 
     def mailbox(self) -> list[tuple[str, str, str]]:
