@@ -194,6 +194,19 @@ class Bench:
             wait(lambda: done() >= self.n, 600, f"{self.n} queued {side} tasks to drain", interval=0.02)
             return self.n / (time.perf_counter() - started)
 
+    def bull(self, bulk: int) -> None:
+        """Bull 4 (Node) on the same Redis, for scale: add one by one, addBulk, a drain with concurrency 2; nothing without node."""
+        script = ROOT / "devtools" / "bull" / "bench.js"
+        if not (ROOT / "devtools" / "bull" / "node_modules" / "bull").is_dir():
+            return
+        self.clean()
+        out = subprocess.run(["node", str(script), self.redis_url, str(self.n), str(bulk)],
+                             capture_output=True, text=True, check=True, timeout=600).stdout
+        rates = json.loads(out)
+        self.record("add one by one /s", "Bull 4 (Node)", rates["add"])
+        self.record("add_bulk of 10,000 /s", "Bull 4 addBulk (Node)", rates["addBulk"])
+        self.record("drain /s", "Bull 4 (Node, concurrency 2)", rates["drain"])
+
     def latencies(self, count: int) -> dict[str, float]:
         """Enqueue-to-start and enqueue-to-finish of jobs added one at a time to an idle worker (ms)."""
         import jobs
@@ -279,6 +292,7 @@ class Bench:
                 self.record("add one by one /s", side, self.adder(side)())
             self.clean()
             self.record("add_bulk of 10,000 /s", "ours", self.add_bulk_ours(100 if self.quick else 10_000))
+            self.bull(100 if self.quick else 10_000)
             for side in ["ours", "ours, add_bulk", *sides[1:]]:
                 self.clean()
                 rate, peak = self.end_to_end(side)
@@ -383,6 +397,7 @@ TARGETS = [
     ("end to end /s", "ours", "celery, django-celery-results", 1.0, "≥"),
     ("end to end /s", "ours", "celery, Redis results", 0.6, "≥"),
     ("add one by one /s", "ours", "celery, django-celery-results", 0.7, "≥"),
+    ("add_bulk of 10,000 /s", "ours", "Bull 4 addBulk (Node)", 1.0, "≥"),
     ("POST requests/s", "POST /api/job", "minimal DRF insert", 0.9, "≥"),
     ("worker peak RSS MB", "ours", "celery, django-celery-results", 1.1, "≤"),
 ]
