@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import queue
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +20,8 @@ from kombu.utils.json import dumps
 from kombu.utils.uuid import uuid
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .threads import ProcessThread
 
 logger = logging.getLogger(__name__)
 
@@ -322,22 +323,18 @@ class Notes:
     def __init__(self) -> None:
         self.deferred = False
         self._queue: queue.SimpleQueue[Note] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._guard = threading.Lock()
+        # A process forked after the thread started reads a queue of its own, not its parent's.
+        self._sender = ProcessThread("jobs-notes", self._run, before_start=self._new_queue)
 
     def send(self, note: Note) -> None:
         if not self.deferred:
             broker().notify([note])
             return
-        with self._guard:
-            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
-                # A process forked after the thread started has no thread: start its own.
-                self._pid = os.getpid()
-                self._queue = queue.SimpleQueue()
-                self._thread = threading.Thread(target=self._run, name="jobs-notes", daemon=True)
-                self._thread.start()
+        self._sender.ensure_running()
         self._queue.put(note)
+
+    def _new_queue(self) -> None:
+        self._queue = queue.SimpleQueue()
 
     def _run(self) -> None:
         while True:

@@ -18,6 +18,7 @@ from django.db import InterfaceError, OperationalError, connection
 from . import conf, logs, registry, services
 from .handles import JobHandle
 from .models import Job, JobState
+from .threads import ProcessThread
 
 logger = logging.getLogger(__name__)
 
@@ -67,18 +68,14 @@ class LockRenewer:
         self._held: dict[str, tuple[str, float]] = {}
         self._guard = threading.Lock()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._renewer = ProcessThread("jobs-lock-renewer", self._run)
 
     @contextmanager
     def holding(self, job_id: str, token: str) -> Iterator[None]:
         """Keep the job's lock renewed while the block runs."""
         with self._guard:
             self._held[job_id] = (token, time.monotonic() + conf.get("LOCK_DURATION") / 2)
-            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="jobs-lock-renewer", daemon=True)
-                self._thread.start()
+        self._renewer.ensure_running()
         # The thread may be asleep until a later renewal: let it see this one's.
         self._wake.set()
         try:

@@ -205,10 +205,7 @@ def _send_created(outgoing: list[messages.Outgoing]) -> None:
     """
     broker = messages.broker()
     try:
-        if len(outgoing) == 1:
-            broker.publish(outgoing[0])
-        else:
-            broker.publish_many(outgoing)
+        broker.publish_many(outgoing)
     except Exception:
         ids = ", ".join(message.job_id for message in outgoing[:3]) + (" …" if len(outgoing) > 3 else "")
         logger.warning("Could not send jobs %s to the broker; the sweep will retry", ids, exc_info=True)
@@ -253,17 +250,19 @@ def job_send(*, job_id: str) -> bool:
 def jobs_send(*, job_ids: list[str], broker: messages.Broker | None = None) -> int:
     """Send a message for each of these jobs that is waiting; return how many were sent.
 
-    A broker error is raised once the messages sent before it are recorded.
+    They go PUBLISH_BATCH per round trip (on Redis, one MULTI each); a broker error is raised once
+    the batches sent before it are recorded.
     """
     broker = broker or messages.broker()
     rows = Job.objects.filter(pk__in=job_ids, state=JobState.WAITING).order_by().values("pk", "queue", "priority", "opts")
     by_id = {row["pk"]: row for row in rows}
-    sent = []
+    waiting = [job_id for job_id in dict.fromkeys(job_ids) if job_id in by_id]
+    sent: list[str] = []
     try:
-        for job_id in dict.fromkeys(job_ids):
-            if job_id in by_id:
-                broker.publish(_outgoing(by_id[job_id]))
-                sent.append(job_id)
+        for start in range(0, len(waiting), messages.PUBLISH_BATCH):
+            batch = waiting[start:start + messages.PUBLISH_BATCH]
+            broker.publish_many([_outgoing(by_id[job_id]) for job_id in batch])
+            sent += batch
     finally:
         if sent:
             Job.objects.filter(pk__in=sent, state=JobState.WAITING).update(sent_at=timezone.now())

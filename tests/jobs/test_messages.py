@@ -125,12 +125,12 @@ def test_a_worker_sends_its_notes_from_a_thread_in_order_and_a_forked_process_st
     assert redis.get("gravity-jobs:message:job-1") is None
     assert pubsub.get_message(timeout=1)["data"] == b"changed"
     assert [note for batch in batches for note in batch] == [messages.Note("job-1"), messages.Note("job-1", sent)]
-    assert notes._thread is not None and notes._thread.name == "jobs-notes"
+    assert notes._sender.thread is not None and notes._sender.thread.name == "jobs-notes"
     # A pool process forked after the thread started has none of its own: it starts one.
-    first = notes._thread
-    notes._pid = -1
+    first = notes._sender.thread
+    notes._sender._pid = -1  # as in a process forked after the thread started
     notes.send(messages.Note.announce("job-1"))
-    assert notes._thread is not first and notes._thread.is_alive()
+    assert notes._sender.thread is not first and notes._sender.thread.is_alive()
     assert pubsub.get_message(timeout=2)["data"] == b"changed"
     pubsub.close()
 
@@ -138,7 +138,7 @@ def test_a_worker_sends_its_notes_from_a_thread_in_order_and_a_forked_process_st
 def test_outside_a_worker_a_note_is_sent_at_once(broker):
     notes = messages.Notes()
     notes.send(messages.Note.announce("job-1"))
-    assert broker.announced == ["job-1"] and notes._thread is None
+    assert broker.announced == ["job-1"] and notes._sender.thread is None
 
 
 @pytest.mark.parametrize("priority, limits", [(9, {}), (0, {}), (3, {"soft_time_limit": 5.0, "time_limit": 8.0})])
