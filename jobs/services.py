@@ -14,7 +14,7 @@ from typing import Any
 from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
-from . import conf, messages, registry, retention
+from . import conf, messages, registry, retention, statements
 from .errors import (
     InvalidJob,
     JobExists,
@@ -128,38 +128,10 @@ def jobs_create_bulk(
 
 
 def _insert(rows: list[dict[str, Any]]) -> list[Job]:
-    """INSERT new job rows with one statement run for each, as bulk_create would; return their Jobs.
-
-    Each value is converted by its field exactly as the ORM converts it (pre_save, then
-    get_db_prep_save), but the statement is made once per process instead of by the SQL compiler
-    at every add, which cost more than the INSERT itself (~0.13 ms of ~0.35 ms a job on SQLite,
-    and most of a bulk add). Like bulk_create, it sends no pre_save/post_save signals.
-    """
+    """INSERT new job rows with a statement made once per process (jobs/statements.py); return their Jobs."""
     jobs = [Job(**fields) for fields in rows]
-    columns = _insert_columns()
-    db = connections[Job.objects.db]  # the connection itself, not the per-context proxy, for the ~27 × n lookups
-    params = [[field.get_db_prep_save(field.pre_save(job, True), db) for field in columns] for job in jobs]
-    with db.cursor() as cursor:
-        if len(params) == 1:
-            cursor.execute(_insert_sql(), params[0])
-        else:
-            cursor.executemany(_insert_sql(), params)
-    for job in jobs:
-        job._state.adding = False
-        job._state.db = db.alias
+    statements.insert(jobs)
     return jobs
-
-
-@functools.cache
-def _insert_columns() -> tuple[Any, ...]:
-    return tuple(Job._meta.concrete_fields)
-
-
-@functools.cache
-def _insert_sql() -> str:
-    quote = connections[Job.objects.db].ops.quote_name
-    names = ", ".join(quote(field.column) for field in _insert_columns())
-    return f"INSERT INTO {quote(Job._meta.db_table)} ({names}) VALUES ({', '.join(['%s'] * len(_insert_columns()))})"
 
 
 def _new_job(
@@ -307,39 +279,26 @@ def job_claim(*, job_id: str, worker: str) -> Job | None:
         "lock_token": token,
         "lock_until": now + timedelta(seconds=conf.get("LOCK_DURATION")),
     }
-    if _update_returns_rows():
-        # One statement claims and loads the row: UPDATE … WHERE state = 'waiting' RETURNING *.
-        claimed = list(Job.objects.raw(*_claim_sql(job_id, fields)))
+    if statements.returns_rows():
+        # One statement claims and loads the row: UPDATE … WHERE state = 'waiting' RETURNING ….
+        claimed = statements.update_returning(fields, where={"pk": job_id, "state": JobState.WAITING})
         job = claimed[0] if claimed else None
     else:
-        won = Job.objects.filter(pk=job_id, state=JobState.WAITING).update(**fields)
+        won = statements.update(fields, where={"pk": job_id, "state": JobState.WAITING})
         job = Job.objects.get(pk=job_id) if won else None
     if job is not None:
         _announce(job_id)
     return job
 
 
-def _update_returns_rows() -> bool:
-    return connection.vendor == "postgresql" or (connection.vendor == "sqlite" and connection.features.can_return_rows_from_update)
-
-
-def _claim_sql(job_id: str, fields: dict[str, Any]) -> tuple[str, list[Any]]:
-    quote, meta = connection.ops.quote_name, Job._meta
-    sets, params = [], []
-    for name, value in fields.items():
-        field = meta.get_field(name)
-        sets.append(f"{quote(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, connection))
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} "
-        f"WHERE {quote(meta.pk.column)} = %s AND {quote(meta.get_field('state').column)} = %s RETURNING *"
-    )
-    return sql, [*params, job_id, JobState.WAITING.value]
-
-
 def _held(job_id: str, token: str) -> JobQuerySet:
     """The job, if it is active and still locked by the holder of `token`."""
     return Job.objects.filter(pk=job_id, state=JobState.ACTIVE, lock_token=token)
+
+
+def _update_held(job_id: str, token: str, fields: dict[str, Any]) -> bool:
+    """Write `fields` to the job if it is active and still locked by the holder of `token`; say if it was."""
+    return statements.update(fields, where={"pk": job_id, "state": JobState.ACTIVE, "lock_token": token}) == 1
 
 
 def job_complete(*, job_id: str, token: str, return_value: Any, opts: dict[str, Any] | None = None) -> bool:
@@ -348,9 +307,9 @@ def job_complete(*, job_id: str, token: str, return_value: Any, opts: dict[str, 
         opts = Job.objects.filter(pk=job_id).values_list("opts", flat=True).first() or {}
     now = timezone.now()
     kept = retention.finished_fields(opts=opts, state=JobState.COMPLETED, finished_on=now)
-    completed = _held(job_id, token).update(
-        state=JobState.COMPLETED, return_value=return_value, finished_on=now, **kept, **UNLOCKED
-    ) == 1
+    completed = _update_held(
+        job_id, token, {"state": JobState.COMPLETED, "return_value": return_value, "finished_on": now, **kept, **UNLOCKED}
+    )
     if completed:
         _announce(job_id)
     return completed
@@ -375,7 +334,7 @@ def job_fail(
         **_failed_attempt(job, reason, stacktrace), "state": JobState.FAILED, "finished_on": now,
         **retention.finished_fields(opts=job.opts, state=JobState.FAILED, finished_on=now),
     }
-    if not _held(job_id, token).update(**fields):
+    if not _update_held(job_id, token, fields):
         return None
     _announce(job_id)
     return JobState.FAILED
@@ -397,7 +356,7 @@ def job_reschedule(
         "run_at": now + timedelta(milliseconds=wait_ms),
         "sent_at": None,
     }
-    if _held(job.pk, token).update(**fields) != 1:
+    if not _update_held(job.pk, token, fields):
         return None
     _announce(job.pk)
     if state == JobState.WAITING:
@@ -422,7 +381,7 @@ def job_release(*, job_id: str, token: str) -> bool:
     back (at once when the worker closes its connection, else after its visibility timeout).
     """
     now = timezone.now()
-    released = _held(job_id, token).update(state=JobState.WAITING, run_at=now, sent_at=now, **UNLOCKED) == 1
+    released = _update_held(job_id, token, {"state": JobState.WAITING, "run_at": now, "sent_at": now, **UNLOCKED})
     if released:
         _announce(job_id)
     return released
@@ -455,7 +414,7 @@ def jobs_recover_stalled(*, now: datetime, limit: int) -> tuple[list[str], int]:
             }
         else:
             fields = {"state": JobState.WAITING, "run_at": now, "sent_at": None}
-        if not _held(job["pk"], job["lock_token"]).update(stalled_count=stalled_count, **fields, **UNLOCKED):
+        if not _update_held(job["pk"], job["lock_token"], {"stalled_count": stalled_count, **fields, **UNLOCKED}):
             continue
         logger.warning("Job %s stalled (lock expired, %d times): now %s", job["pk"], stalled_count, fields["state"])
         _announce(job["pk"])
@@ -472,7 +431,7 @@ def jobs_recover_stalled(*, now: datetime, limit: int) -> tuple[list[str], int]:
 def job_extend_lock(*, job_id: str, token: str) -> bool:
     """Renew the lock of a running job; False means the job is no longer ours."""
     until = timezone.now() + timedelta(seconds=conf.get("LOCK_DURATION"))
-    return _held(job_id, token).update(lock_until=until) == 1
+    return _update_held(job_id, token, {"lock_until": until})
 
 
 def job_set_progress(*, job_id: str, progress: Any, token: str | None = None) -> bool:
@@ -487,7 +446,7 @@ def job_set_progress(*, job_id: str, progress: Any, token: str | None = None) ->
 
 def job_set_data(*, job_id: str, token: str, data: Any) -> bool:
     """Replace the data of a running job from inside it; False if the job is no longer ours."""
-    return _held(job_id, token).update(data=ensure_json_object(data, "data")) == 1
+    return _update_held(job_id, token, {"data": ensure_json_object(data, "data")})
 
 
 def _changeable(*, owner: str, job_id: str, public_only: bool) -> str:

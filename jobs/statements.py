@@ -1,0 +1,122 @@
+"""Statements on the job table made once per process, for the paths every job takes: add, claim, finish.
+
+The ORM's SQL compiler costs more than these short statements themselves (about 0.13 ms of the
+0.35 ms an add took on SQLite; 0.3 ms of a completion). Here each shape of statement is built once,
+and every value is still converted by its field exactly as the ORM converts it (pre_save and
+get_db_prep_save going in, the field's and the backend's converters coming out). Like
+bulk_create() and update(), they send no model signals.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.db.models import Field
+
+from .models import Job
+
+
+def _database() -> Any:
+    # The connection itself, not the per-context proxy `connection`: a bulk add looks it up ~27 × n times.
+    return connections[router.db_for_write(Job)]
+
+
+@functools.cache
+def _fields() -> tuple[Field, ...]:
+    return tuple(Job._meta.concrete_fields)
+
+
+def _field(name: str) -> Field:
+    return Job._meta.pk if name == "pk" else Job._meta.get_field(name)
+
+
+def returns_rows() -> bool:
+    """Whether this database can return the rows an UPDATE changed (PostgreSQL; SQLite 3.35 and newer)."""
+    db = _database()
+    return db.vendor == "postgresql" or (db.vendor == "sqlite" and db.features.can_return_rows_from_update)
+
+
+def insert(jobs: list[Job]) -> None:
+    """INSERT new job rows, one statement run for each (executemany), as bulk_create would."""
+    db = _database()
+    fields = _fields()
+    params = [[field.get_db_prep_save(field.pre_save(job, True), db) for field in fields] for job in jobs]
+    # As the ORM does: an error inside an atomic block marks it for rollback.
+    with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
+        if len(params) == 1:
+            cursor.execute(_insert_sql(db.alias), params[0])
+        else:
+            cursor.executemany(_insert_sql(db.alias), params)
+    for job in jobs:
+        job._state.adding = False
+        job._state.db = db.alias
+
+
+def update(values: Mapping[str, Any], *, where: Mapping[str, Any]) -> int:
+    """UPDATE the rows whose fields equal `where` (no None there) to `values`; return how many changed."""
+    db = _database()
+    with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
+        cursor.execute(_update_sql(db.alias, tuple(values), tuple(where), False), _params(db, values, where))
+        return cursor.rowcount
+
+
+def update_returning(values: Mapping[str, Any], *, where: Mapping[str, Any]) -> list[Job]:
+    """update(), returning the changed rows as Jobs in one statement; only where returns_rows()."""
+    db = _database()
+    with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
+        cursor.execute(_update_sql(db.alias, tuple(values), tuple(where), True), _params(db, values, where))
+        rows = cursor.fetchall()
+    return [_load(db, row) for row in rows]
+
+
+def _params(db: Any, values: Mapping[str, Any], where: Mapping[str, Any]) -> list[Any]:
+    params = [_field(name).get_db_prep_save(value, db) for name, value in values.items()]
+    params += [_field(name).get_db_prep_value(value, db, prepared=False) for name, value in where.items()]
+    return params
+
+
+def _load(db: Any, row: Iterable[Any]) -> Job:
+    values = list(row)
+    for position, converters, column in _converters(db.alias):
+        value = values[position]
+        for convert in converters:
+            value = convert(value, column, db)
+        values[position] = value
+    return Job.from_db(db.alias, None, values)
+
+
+@functools.cache
+def _converters(alias: str) -> tuple[tuple[int, tuple[Any, ...], Any], ...]:
+    """What turns each column of a row, in _fields() order, into its Python value (as the SQL compiler does)."""
+    db = connections[alias]
+    found = []
+    for position, field in enumerate(_fields()):
+        column = field.get_col(Job._meta.db_table)
+        converters = (*db.ops.get_db_converters(column), *column.get_db_converters(db))
+        if converters:
+            found.append((position, converters, column))
+    return tuple(found)
+
+
+def _quote(alias: str, name: str) -> str:
+    return connections[alias].ops.quote_name(name)
+
+
+@functools.cache
+def _insert_sql(alias: str) -> str:
+    names = ", ".join(_quote(alias, field.column) for field in _fields())
+    placeholders = ", ".join(["%s"] * len(_fields()))
+    return f"INSERT INTO {_quote(alias, Job._meta.db_table)} ({names}) VALUES ({placeholders})"
+
+
+@functools.cache
+def _update_sql(alias: str, values: tuple[str, ...], where: tuple[str, ...], returning: bool) -> str:
+    sets = ", ".join(f"{_quote(alias, _field(name).column)} = %s" for name in values)
+    conditions = " AND ".join(f"{_quote(alias, _field(name).column)} = %s" for name in where)
+    sql = f"UPDATE {_quote(alias, Job._meta.db_table)} SET {sets} WHERE {conditions}"
+    if returning:
+        sql += " RETURNING " + ", ".join(_quote(alias, field.column) for field in _fields())
+    return sql

@@ -1,0 +1,86 @@
+"""Statements made once: every value goes in and comes out exactly as through the ORM."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import DataError, IntegrityError, transaction
+from django.db.transaction import TransactionManagementError
+from django.utils import timezone
+
+from jobs import statements
+from jobs.models import Job, JobState
+
+pytestmark = pytest.mark.django_db
+
+FIELDS = [field.attname for field in Job._meta.concrete_fields]
+
+
+def as_stored(job: Job) -> dict:
+    """Every column of the job but its ids, read back through the ORM, with the Python type of each value."""
+    row = Job.objects.filter(pk=job.pk).values(*FIELDS).get()
+    return {name: (value, type(value)) for name, value in row.items() if name not in ("id", "public_id")}
+
+
+AT = timezone.now()
+
+
+def a_job(**fields) -> Job:
+    job = Job(**{"name": "noop", "queue": "jobs", "state": JobState.WAITING, "run_at": AT, "created_at": AT, **fields})
+    job.public_id = job.public_id or job.pk
+    return job
+
+
+def test_an_inserted_job_is_stored_as_the_orm_stores_it():
+    now = timezone.now()
+    fields = {"data": {"text": "é ☃", "n": [1, 2.5, None]}, "opts": {"attempts": 3}, "priority": 4,
+              "progress": {"at": 1}, "return_value": None, "stacktrace": ["a"], "sent_at": now}
+    ours, orm = a_job(**fields), a_job(**fields)
+    statements.insert([ours])
+    Job.objects.bulk_create([orm])
+    assert as_stored(ours) == as_stored(orm)
+    # None in a JSON field is SQL NULL, as the ORM writes it, not the JSON text 'null'.
+    assert Job.objects.filter(pk=ours.pk, return_value__isnull=True).exists()
+    assert ours._state.adding is False
+
+
+def test_an_update_writes_as_the_orms_update_and_counts_the_rows_it_changed():
+    ours, orm = a_job(), a_job()
+    Job.objects.bulk_create([ours, orm])
+    later = timezone.now() + timedelta(hours=1)
+    values = {"state": JobState.COMPLETED, "return_value": {"a": [1, "b"]}, "finished_on": later,
+              "lock_token": "", "lock_until": None, "keep_last": 5}
+    assert statements.update(values, where={"pk": ours.pk, "state": JobState.WAITING}) == 1
+    assert Job.objects.filter(pk=orm.pk, state=JobState.WAITING).update(**values) == 1
+    assert as_stored(ours) == as_stored(orm)
+    # The guard holds: the job is no longer waiting, so nothing changes.
+    assert statements.update({"state": JobState.FAILED}, where={"pk": ours.pk, "state": JobState.WAITING}) == 0
+    assert Job.objects.get(pk=ours.pk).state == JobState.COMPLETED
+
+
+def test_an_update_returning_loads_the_job_as_the_orm_loads_it():
+    if not statements.returns_rows():
+        pytest.fail("both databases the suite runs on (SQLite 3.35+, PostgreSQL) return updated rows")
+    job = a_job(data={"x": ["y"]}, opts={"timeout": 5}, progress=7, stacktrace=["t"], attempts=3)
+    Job.objects.bulk_create([job])
+    now = timezone.now()
+    claimed, = statements.update_returning(
+        {"state": JobState.ACTIVE, "processed_on": now, "lock_token": "t" * 32}, where={"pk": job.pk, "state": JobState.WAITING}
+    )
+    loaded = Job.objects.get(pk=job.pk)
+    assert {name: (getattr(claimed, name), type(getattr(claimed, name))) for name in FIELDS} == {
+        name: (getattr(loaded, name), type(getattr(loaded, name))) for name in FIELDS
+    }
+    assert claimed.processed_on == now and claimed.processed_on.tzinfo is not None
+    assert (claimed._state.adding, claimed._state.db) == (False, "default")
+    assert statements.update_returning({"state": JobState.ACTIVE}, where={"pk": job.pk, "state": JobState.WAITING}) == []
+
+
+def test_a_failed_statement_inside_a_transaction_marks_it_for_rollback_as_the_orm_does():
+    job = a_job()
+    Job.objects.bulk_create([job])
+    with pytest.raises(TransactionManagementError), transaction.atomic():
+        with pytest.raises((IntegrityError, DataError)):
+            # A duplicate primary key: the database refuses the row.
+            statements.insert([a_job(id=job.pk, public_id="other")])
+        # The transaction is broken: using it again is refused instead of committing half of it.
+        Job.objects.count()
