@@ -30,6 +30,10 @@ ARTIFACTS = ROOT / ".artifacts"
 CONCURRENCY = 2
 
 
+# The parts of a run, in their order; --only picks some.
+PARTS = ("add", "end-to-end", "drain", "latency", "http", "reads")
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -283,31 +287,38 @@ class Bench:
 
     # -- the whole run ----------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, only: frozenset[str] = frozenset(PARTS)) -> None:
+        """Every part in `only` (PARTS), each run `runs` times with the sides interleaved."""
         sides = ["ours", "celery, django-celery-results", "celery, Redis results"]
         for run in range(self.runs):
             print(f"run {run + 1} of {self.runs}", flush=True)
-            for side in sides:
+            if "add" in only:
+                for side in sides:
+                    self.clean()
+                    self.record("add one by one /s", side, self.adder(side)())
                 self.clean()
-                self.record("add one by one /s", side, self.adder(side)())
+                self.record("add_bulk of 10,000 /s", "ours", self.add_bulk_ours(100 if self.quick else 10_000))
+                self.bull(100 if self.quick else 10_000)
+            if "end-to-end" in only:
+                for side in ["ours", "ours, add_bulk", *sides[1:]]:
+                    self.clean()
+                    rate, peak = self.end_to_end(side)
+                    self.record("end to end /s", side, rate)
+                    self.record("worker peak RSS MB", side, peak)
+            if "drain" in only:
+                for side in ["ours", "ours, add_bulk", *sides[1:]]:
+                    self.clean()
+                    self.record("drain /s", side, self.drain(side))
+        if "latency" in only:
             self.clean()
-            self.record("add_bulk of 10,000 /s", "ours", self.add_bulk_ours(100 if self.quick else 10_000))
-            self.bull(100 if self.quick else 10_000)
-            for side in ["ours", "ours, add_bulk", *sides[1:]]:
-                self.clean()
-                rate, peak = self.end_to_end(side)
-                self.record("end to end /s", side, rate)
-                self.record("worker peak RSS MB", side, peak)
-            for side in ["ours", "ours, add_bulk", *sides[1:]]:
-                self.clean()
-                self.record("drain /s", side, self.drain(side))
-        self.clean()
-        for name, value in self.latencies(30 if self.quick else 300).items():
-            self.record("enqueue-to-" + name.split()[0] + " ms", f"p{name.split()[1]}", value)
-        self.clean()
-        self.http(2 if self.quick else 10)
-        self.clean()
-        self.reads([1_000, 5_000] if self.quick else [10_000, 1_000_000])
+            for name, value in self.latencies(30 if self.quick else 300).items():
+                self.record("enqueue-to-" + name.split()[0] + " ms", f"p{name.split()[1]}", value)
+        if "http" in only:
+            self.clean()
+            self.http(2 if self.quick else 10)
+        if "reads" in only:
+            self.clean()
+            self.reads([1_000, 5_000] if self.quick else [10_000, 1_000_000])
 
 
 # Raw Celery's result store per side (None: the run's Redis results database).
@@ -324,6 +335,7 @@ def fill(owner: str, have: int, want: int) -> int:
     """Add finished and waiting jobs of `owner` until the table holds `want`: 90 % completed, 5 % failed, 5 % waiting."""
     from django.utils import timezone
 
+    from jobs import counts
     from jobs.models import Job
 
     now = timezone.now()
@@ -340,7 +352,9 @@ def fill(owner: str, have: int, want: int) -> int:
         if len(batch) == 10_000:
             Job.objects.bulk_create(batch)
             batch = []
+            counts.jobs_counts_fold()  # as the workers' sweeps do, each second
     Job.objects.bulk_create(batch)
+    counts.jobs_counts_fold()
     return want
 
 
@@ -433,8 +447,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=5000, help="jobs per throughput scenario (5000)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each scenario, sides interleaved (3)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a check that the benchmark works, not a measurement")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"the parts to run, comma-separated, of {','.join(PARTS)} (all)")
     parser.add_argument("--out", type=Path, default=ARTIFACTS, help="where the JSON goes (.artifacts)")
     args = parser.parse_args(argv)
+    only = frozenset(part.strip() for part in args.only.split(","))
+    if not only <= set(PARTS):
+        parser.error(f"--only: unknown parts {', '.join(sorted(only - set(PARTS)))}; known: {', '.join(PARTS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.command == "report":
         for path in sorted(args.out.glob("bench-*.json")):
@@ -447,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     database = "PostgreSQL" if os.environ["DATABASE_URL"].startswith("postgres") else "SQLite"
     bench = Bench(workdir, n=50 if args.quick else args.n, runs=1 if args.quick else args.runs, quick=args.quick)
     try:
-        bench.run()
+        bench.run(only)
     finally:
         bench.redis.terminate()
     data = {"database": database, "n": bench.n, "runs": bench.runs, "date": time.strftime("%Y-%m-%d"), "results": bench.results}

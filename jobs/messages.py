@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import queue
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,6 +39,10 @@ MESSAGE_KEY = "gravity-jobs:message:{}"
 MESSAGE_KEY_TTL = 7 * 24 * 3600
 # Messages per pipelined round trip when many are sent at once.
 PUBLISH_BATCH = 1000
+# How long a worker's notes thread waits after a note for the next ones of the same job (its claim,
+# its finish, its message) to go in the same round trip: each round trip costs the pool process
+# about 0.1 ms of CPU, more than a no-op job's own work. Live events arrive that much later.
+NOTES_LINGER = 0.005
 # Where a job's changes are announced, for the live event streams of GET /api/job/<id>/events.
 EVENTS_CHANNEL = "gravity-jobs:events:{}"
 # Deleted only if it still names the message being forgotten: a newer message of the same job
@@ -339,6 +344,7 @@ class Notes:
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
+            time.sleep(NOTES_LINGER)
             while len(batch) < PUBLISH_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
