@@ -60,7 +60,7 @@ class Dashboard:
 
 
 def dashboard(*, hours: int, now: datetime | None = None) -> Dashboard:
-    """Read the numbers in four queries: counts per queue and state (a GROUP BY over the table, as job_counts),
+    """Read the numbers in four queries: counts per queue and state (kept as jobs change, as job_counts),
     jobs finished in the window per minute and per name (bounded by the window), and the oldest waiting job.
     """
     now = now or timezone.now()
@@ -68,11 +68,8 @@ def dashboard(*, hours: int, now: datetime | None = None) -> Dashboard:
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     start = end - timedelta(hours=hours)
 
-    states = dict.fromkeys(JobState.values, 0)
-    queues: dict[str, dict[str, int]] = {}
-    for row in selectors.queue_states():
-        states[row["state"]] += row["n"]
-        queues.setdefault(row["queue"], dict.fromkeys(JobState.values, 0))[row["state"]] = row["n"]
+    queues = selectors.job_counts(owner=None, by="queue")
+    states = {state: sum(counts[state] for counts in queues.values()) for state in JobState.values}
 
     per_minute = {(_ms(row["minute"]), row["state"]): row["n"] for row in selectors.finished_per_minute(since=start)}
     minutes = [start + timedelta(minutes=index) for index in range(hours * 60)]

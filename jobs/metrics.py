@@ -31,7 +31,7 @@ TOKEN_NEEDED = "Reading the metrics needs the metrics token: Authorization: Bear
 
 
 class JobsCollector:
-    """Read the job table at each scrape: two queries, no state kept in the web process.
+    """Read the database at each scrape: three queries, no state kept in the web process.
 
     Workers are other processes, often on other machines, and gunicorn runs several web
     processes: counters kept in any one of them would see no jobs, or a different count each

@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncMinute
 
+from . import counts
 from .errors import JobNotFound
 from .models import Job, JobState
 
@@ -46,17 +47,20 @@ COUNT_GROUPS = ("queue", "name")
 
 
 def job_counts(*, owner: str | None, by: str | None = None) -> dict[str, Any]:
-    """How many of `owner`'s jobs (None: everyone's) are in each state: {"waiting": n, …}, or per queue or name when `by` says so."""
-    group = [by] if by else []
-    jobs = Job.objects.all() if owner is None else Job.objects.filter(owner=owner)
-    rows = jobs.values(*group, "state").annotate(n=Count("pk")).order_by()
+    """How many of `owner`'s jobs (None: everyone's) are in each state: {"waiting": n, …}, or per queue or name when `by` says so.
+
+    Read from the counts kept as jobs change (jobs/counts.py), not by counting rows.
+    """
     empty = dict.fromkeys(JobState.values, 0)
     if not by:
-        return {**empty, **{row["state"]: row["n"] for row in rows}}
-    counts: dict[str, dict[str, int]] = {}
-    for row in rows:
-        counts.setdefault(row[by], dict(empty))[row["state"]] = row["n"]
-    return dict(sorted(counts.items()))
+        totals = dict(empty)
+        for count in counts.counts(owner=owner):
+            totals[count.state] += count.n
+        return totals
+    grouped: dict[str, dict[str, int]] = {}
+    for count in counts.counts(owner=owner):
+        grouped.setdefault(getattr(count, by), dict(empty))[count.state] += count.n
+    return dict(sorted(grouped.items()))
 
 
 def to_ms(moment: datetime | None) -> int | None:
@@ -125,12 +129,19 @@ RUN_TIME = ExpressionWrapper(F("finished_on") - F("processed_on"), output_field=
 
 
 def queue_states() -> list[dict[str, Any]]:
-    """Per queue and state: the number of jobs and the earliest run_at (for waiting jobs, the longest wait).
+    """Per queue and state: the number of jobs and, for waiting jobs, the earliest run_at (the longest wait).
 
-    One GROUP BY over the table, like job_counts: [{"queue", "state", "n", "oldest"}, …].
+    [{"queue", "state", "n", "oldest"}, …]: the numbers from the counts kept as jobs change, the
+    oldest from the waiting jobs alone (few while workers keep up).
     """
-    rows = Job.objects.values("queue", "state").annotate(n=Count("pk"), oldest=Min("run_at"))
-    return list(rows.order_by("queue", "state"))
+    oldest = dict(
+        Job.objects.filter(state=JobState.WAITING).values("queue").annotate(oldest=Min("run_at")).values_list("queue", "oldest").order_by()
+    )
+    per_queue = job_counts(owner=None, by="queue")
+    return [
+        {"queue": queue, "state": state, "n": n, "oldest": oldest.get(queue) if state == JobState.WAITING else None}
+        for queue, states in per_queue.items() for state, n in states.items() if n
+    ]
 
 
 def finished_per_minute(*, since: datetime) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from typing import TypeVar
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from . import conf, messages, services
+from . import conf, counts, messages, services
 from .retention import CleanReport, jobs_clean
 from .models import Job
 
@@ -34,7 +34,7 @@ class SweepReport:
 
 
 def jobs_sweep(*, now: datetime | None = None, broker: messages.Broker | None = None) -> SweepReport:
-    """Promote due delayed jobs, recover stalled ones, and send each waiting job whose message is missing.
+    """Promote due delayed jobs, recover stalled ones, send each waiting job whose message is missing, fold the counts.
 
     A waiting job's message is missing when it never left (SEND_GRACE after the job became
     waiting), or when it left RESEND_AFTER ago and the broker no longer holds it (or lost its
@@ -77,6 +77,9 @@ def jobs_sweep(*, now: datetime | None = None, broker: messages.Broker | None = 
         except Exception:
             # The broker is down: the rest would fail the same way; the next sweep tries again.
             logger.warning("Broker unavailable; job messages wait for the next sweep", exc_info=True)
+    # The counts' changes since the last sweep (a few rows a job) into their totals, last: the
+    # jobs' own work goes first.
+    counts.jobs_counts_fold()
     return SweepReport(
         promoted=promoted, recovered=len(recovered), stalled_out=stalled_out, sent=sent, still_queued=len(queued)
     )

@@ -6,26 +6,18 @@ seed each time (FUZZ_SEED=random) and prints how to replay a failure.
 
 import itertools
 import json
-import os
 import time
 
 import pytest
 import schemathesis
 from drf_spectacular.generators import SchemaGenerator
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core import NOT_SET
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 
-SEED = os.environ.get("FUZZ_SEED", "20261129")
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
-
-
-def seeded(test):
-    """The suite's fixed seed, or none at all for a random campaign (Hypothesis then prints the seed of a failure)."""
-    return test if SEED == "random" else seed(int(SEED))(test)
-
+from tests.seeding import EXAMPLES, seeded
 
 @pytest.fixture(scope="module", autouse=True)
 def fuzzing_started() -> float:
