@@ -74,14 +74,10 @@ def job_create(
     function not declared public is refused exactly as a name that does not exist.
     """
     fields = _new_job(name=name, data=data, opts=opts, queue=queue, owner=owner, public_only=public_only)
-    try:
-        # A savepoint, so a duplicate id leaves the caller's transaction usable.
-        with transaction.atomic():
-            job, = _insert([fields])
-    except IntegrityError:
-        if fields["public_id"] != fields["id"] and Job.objects.known_as(owner, fields["public_id"]).exists():
-            raise JobExists(fields["public_id"]) from None
-        raise
+    job = Job(**fields)
+    if not statements.insert_new(job):
+        # The row's own id is new (uuid4): what was taken is the owner's jobId.
+        raise JobExists(fields["public_id"])
     if job.state == JobState.WAITING:
         # The worker must find the row when the message arrives: send after commit, never before.
         transaction.on_commit(partial(_send_created, [_outgoing(fields)]))

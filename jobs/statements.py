@@ -55,6 +55,24 @@ def insert(jobs: list[Job]) -> None:
         job._state.db = db.alias
 
 
+def insert_new(job: Job) -> bool:
+    """INSERT one new job row unless its id is taken (a unique key): False then, and nothing written.
+
+    One statement and no savepoint: a duplicate leaves the caller's transaction usable, and
+    outside one the INSERT commits by itself (on PostgreSQL one round trip instead of BEGIN,
+    INSERT and COMMIT).
+    """
+    db = _database()
+    params = [field.get_db_prep_save(field.pre_save(job, True), db) for field in _fields()]
+    with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
+        cursor.execute(_insert_sql(db.alias) + " ON CONFLICT DO NOTHING", params)
+        inserted = cursor.rowcount == 1
+    if inserted:
+        job._state.adding = False
+        job._state.db = db.alias
+    return inserted
+
+
 def update(values: Mapping[str, Any], *, where: Mapping[str, Any]) -> int:
     """UPDATE the rows whose fields equal `where` (no None there) to `values`; return how many changed."""
     db = _database()

@@ -3,8 +3,9 @@
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.signals import pre_delete
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import services
@@ -79,6 +80,24 @@ def test_a_taken_job_id_is_refused_and_the_existing_job_is_untouched():
         services.job_create(name="fails", data={"v": 2}, opts={"jobId": "report-7"})
     again = Job.objects.get(owner="", public_id="report-7")
     assert (again.name, again.data, again.created_at) == ("noop", {"v": 1}, first.created_at)
+
+
+def test_a_taken_job_id_in_the_callers_transaction_leaves_it_usable(django_capture_on_commit_callbacks, sent):
+    services.job_create(name="noop", opts={"jobId": "report-7"})
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        with pytest.raises(JobExists):
+            services.job_create(name="noop", opts={"jobId": "report-7"})
+        services.job_create(name="noop", opts={"jobId": "report-8"})
+    assert sorted(Job.objects.values_list("public_id", flat=True)) == ["report-7", "report-8"]
+    assert len(sent) == 1  # report-8's; the refused add sent nothing
+
+
+def test_adding_a_job_is_one_statement_no_savepoint_around_it(sent):
+    with CaptureQueriesContext(connection) as queries:
+        services.job_create(name="noop", opts={"jobId": "report-7"})
+        with pytest.raises(JobExists):
+            services.job_create(name="noop", opts={"jobId": "report-7"})
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["INSERT", "INSERT"]
 
 
 def test_priority_maps_bulls_highest_first_onto_redis_steps():
