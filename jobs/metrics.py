@@ -54,7 +54,7 @@ class JobsCollector:
         waited: dict[str, float] = {}
         for row in selectors.queue_states():
             queues.setdefault(row["queue"], dict.fromkeys(JobState.values, 0))[row["state"]] = row["n"]
-            if row["state"] == JobState.WAITING:
+            if row["state"] == JobState.WAITING and row["oldest"] is not None:
                 waited[row["queue"]] = max(0.0, (now - row["oldest"]).total_seconds())
         for queue, counts in sorted(queues.items()):
             for state, count in counts.items():

@@ -52,13 +52,15 @@ def job_counts(*, owner: str | None, by: str | None = None) -> dict[str, Any]:
     Read from the counts kept as jobs change (jobs/counts.py), not by counting rows.
     """
     empty = dict.fromkeys(JobState.values, 0)
+    # A state outside JobState (a row written by hand) is not one the API speaks: left out.
+    known = [count for count in counts.counts(owner=owner) if count.state in empty]
     if not by:
         totals = dict(empty)
-        for count in counts.counts(owner=owner):
+        for count in known:
             totals[count.state] += count.n
         return totals
     grouped: dict[str, dict[str, int]] = {}
-    for count in counts.counts(owner=owner):
+    for count in known:
         grouped.setdefault(getattr(count, by), dict(empty))[count.state] += count.n
     return dict(sorted(grouped.items()))
 
@@ -132,7 +134,8 @@ def queue_states() -> list[dict[str, Any]]:
     """Per queue and state: the number of jobs and, for waiting jobs, the earliest run_at (the longest wait).
 
     [{"queue", "state", "n", "oldest"}, …]: the numbers from the counts kept as jobs change, the
-    oldest from the waiting jobs alone (few while workers keep up).
+    oldest from the waiting jobs alone (few while workers keep up). The two are read one after the
+    other, so a queue may count a waiting job and have no oldest (None): it started meanwhile.
     """
     oldest = dict(
         Job.objects.filter(state=JobState.WAITING).values("queue").annotate(oldest=Min("run_at")).values_list("queue", "oldest").order_by()

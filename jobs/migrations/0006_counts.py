@@ -4,6 +4,11 @@ Every INSERT, DELETE and change of state (or owner, queue, name) of a job row wr
 side to jobs_count_change, whoever writes it (the worker, the API, the admin, a shell); each sweep
 folds those rows into jobs_count. The tables are not models, so a test's flush leaves them to the
 triggers: a DELETE of every job writes a -1 for each (SQLite), a TRUNCATE empties both (PostgreSQL).
+
+A later migration that makes SQLite rebuild jobs_job (most AlterFields do: a new table, a copy, a
+DROP) drops these triggers with the old table, and one that widens owner, queue, name or state
+must widen the columns here: it has to create the triggers again and keep the widths in step.
+tests/jobs/test_counts.py checks that the triggers exist after every migration.
 """
 
 from django.db import migrations
@@ -18,6 +23,8 @@ TABLES = [
     # No index: the rows since the last fold are few, and every job's change writes here.
     f"CREATE TABLE jobs_count_change ({COLUMNS}, n integer NOT NULL)",
 ]
+# The key of the advisory lock held by a fold on PostgreSQL (jobs.counts.FOLD_LOCK).
+FOLD_LOCK = 0x6A6F6273
 COUNT_EXISTING = f"INSERT INTO jobs_count ({KEY}, n) SELECT {KEY}, COUNT(*) FROM jobs_job GROUP BY {KEY}"
 
 
@@ -57,8 +64,10 @@ POSTGRESQL = [
         END IF;
         RETURN NULL;
     END $$""",
-    """CREATE FUNCTION jobs_job_counted_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+    f"""CREATE FUNCTION jobs_job_counted_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
+        -- A fold under way would commit totals this DELETE cannot see: wait for it (counts.FOLD_LOCK).
+        PERFORM pg_advisory_xact_lock({FOLD_LOCK});
         DELETE FROM jobs_count_change;
         DELETE FROM jobs_count;
         RETURN NULL;

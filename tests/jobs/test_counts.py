@@ -3,7 +3,8 @@
 from collections import Counter
 
 import pytest
-from django.db import connection
+from django.core.management import call_command
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -107,7 +108,7 @@ def test_a_read_is_one_query_and_a_fold_leaves_no_empty_totals():
     with CaptureQueriesContext(connection) as queries:
         assert selectors.job_counts(owner="account:1") == dict.fromkeys(STATES, 0)
     assert len(queries.captured_queries) == 1
-    assert counts.jobs_counts_fold() is True
+    assert counts.jobs_counts_fold() == 1
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM jobs_count")
         assert cursor.fetchone()[0] == 0
@@ -119,6 +120,7 @@ operations = st.one_of(
     st.tuples(st.just("state"), st.integers(0, 50), st.sampled_from(STATES)),
     st.tuples(st.just("queue"), st.integers(0, 50), st.sampled_from(QUEUES)),
     st.tuples(st.just("owner"), st.integers(0, 50), st.sampled_from(OWNERS)),
+    st.tuples(st.just("name"), st.integers(0, 50), st.sampled_from(NAMES)),
     st.tuples(st.just("delete"), st.integers(0, 50)),
     st.tuples(st.just("every"), st.sampled_from(STATES), st.sampled_from(STATES)),
     st.tuples(st.just("fold")),
@@ -132,7 +134,7 @@ def apply(operation: tuple) -> None:
         owner, queue, name, state = args
         add(owner=owner, queue=queue, name=name, state=state)
     elif kind == "fold":
-        counts.jobs_counts_fold()
+        counts.jobs_counts_fold(batch=3)  # small batches: some changes stay unfolded
     elif kind == "every":
         Job.objects.filter(state=args[0]).update(state=args[1])
     elif ids:
@@ -151,3 +153,68 @@ def test_any_writes_in_any_order_leave_counts_equal_to_the_rows(operations):
     for operation in operations:
         apply(operation)
         assert_counts_hold()
+
+
+def test_a_fold_goes_a_batch_at_a_time_within_its_budget():
+    for _ in range(7):
+        add(owner="account:1")
+    assert counts.jobs_counts_fold(batch=3, budget=0) == 3  # one batch, then the budget is spent
+    assert change_rows() == 4
+    assert_counts_hold()
+    assert counts.jobs_counts_fold(batch=3) == 4
+    assert change_rows() == 0
+    assert_counts_hold()
+
+
+def test_the_triggers_exist_after_every_migration():
+    """A migration that rebuilds jobs_job on SQLite drops its triggers: it must create them again (see 0006)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'jobs_job'::regclass AND NOT tgisinternal")
+        else:
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'jobs_job'")
+        names = {row[0] for row in cursor.fetchall()}
+    expected = {
+        "postgresql": {"jobs_job_counted", "jobs_job_counted_update", "jobs_job_counted_truncate"},
+        "sqlite": {"jobs_job_counted_insert", "jobs_job_counted_delete", "jobs_job_counted_update"},
+    }
+    assert names == expected[connection.vendor]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flush_of_the_tables_leaves_no_counts_behind():
+    """What a TransactionTestCase does between tests: SQLite DELETEs every row, PostgreSQL TRUNCATEs."""
+    for owner in OWNERS:
+        add(owner=owner)
+    counts.jobs_counts_fold()
+    add(owner="account:1", state=JobState.FAILED)
+    call_command("flush", interactive=False, verbosity=0)
+    assert Job.objects.count() == 0
+    assert kept() == Counter()
+    counts.jobs_counts_fold()
+    assert kept() == Counter()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_fold_at_a_time():
+    """PostgreSQL: a sweep that finds another folding goes on at once (an advisory lock).
+
+    SQLite: a fold's transaction takes the one write lock as it begins (IMMEDIATE), so no other
+    writer, fold or job, runs in the middle of it.
+    """
+    if connection.vendor == "sqlite":
+        assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+        return
+    add(owner="account:1")
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [counts.FOLD_LOCK])
+        assert counts.jobs_counts_fold() is None
+        assert change_rows() == 1
+        other.commit()
+        assert counts.jobs_counts_fold() == 1
+        assert_counts_hold()
+    finally:
+        other.close()

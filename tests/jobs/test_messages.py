@@ -115,6 +115,8 @@ def test_a_worker_sends_its_notes_from_a_thread_in_order_and_a_forked_process_st
     pubsub = redis.pubsub()
     pubsub.subscribe(messages.EVENTS_CHANNEL.format("job-1"))
     assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+    # Long enough that the second note is surely queued before the first leaves, on a busy machine too.
+    monkeypatch.setattr(messages, "NOTES_LINGER", 0.5)
     notes = messages.Notes()
     notes.deferred = True
     notes.send(messages.Note.announce("job-1"))

@@ -165,6 +165,21 @@ def test_jobs_per_state_and_queue_and_the_oldest_wait(client, metrics_settings):
     assert samples(scrape(client))[("jobs_oldest_waiting_seconds", ("queue", "idle"))] == 0
 
 
+def test_a_job_added_between_the_oldest_and_the_counts_read_is_no_error(client, metrics_settings, monkeypatch):
+    """The oldest waiting jobs and the counts are two reads: the counts may hold a waiting job the first did not see."""
+    metrics_settings(METRICS_TOKEN=TOKEN)
+    read_counts = metrics.selectors.job_counts
+
+    def a_job_is_added_first(**kwargs):
+        job_that("noop", "waiting", queue="reports")
+        return read_counts(**kwargs)
+
+    monkeypatch.setattr(metrics.selectors, "job_counts", a_job_is_added_first)
+    read = samples(scrape(client))
+    assert read[("jobs_in_state", ("queue", "reports"), ("state", "waiting"))] == 1
+    assert read[("jobs_oldest_waiting_seconds", ("queue", "reports"))] == 0
+
+
 def test_jobs_finished_in_the_window_and_their_run_times(client, metrics_settings):
     metrics_settings(METRICS_TOKEN=TOKEN, METRICS_WINDOW=600)
     for ran in (0.04, 0.3, 3, 45):

@@ -52,6 +52,9 @@ def test_an_update_writes_as_the_orms_update_and_counts_the_rows_it_changed():
     assert statements.update(values, where={"pk": ours.pk, "state": JobState.WAITING}) == 1
     assert Job.objects.filter(pk=orm.pk, state=JobState.WAITING).update(**values) == 1
     assert as_stored(ours) == as_stored(orm)
+    # None in a JSON field is SQL NULL here too.
+    assert statements.update({"return_value": None}, where={"pk": ours.pk}) == 1
+    assert Job.objects.filter(pk=ours.pk, return_value__isnull=True).exists()
     # The guard holds: the job is no longer waiting, so nothing changes.
     assert statements.update({"state": JobState.FAILED}, where={"pk": ours.pk, "state": JobState.WAITING}) == 0
     assert Job.objects.get(pk=ours.pk).state == JobState.COMPLETED
