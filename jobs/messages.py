@@ -39,9 +39,10 @@ MESSAGE_KEY = "gravity-jobs:message:{}"
 MESSAGE_KEY_TTL = 7 * 24 * 3600
 # Messages per pipelined round trip when many are sent at once.
 PUBLISH_BATCH = 1000
-# How long a worker's notes thread waits after a note for the next ones of the same job (its claim,
-# its finish, its message) to go in the same round trip: each round trip costs the pool process
-# about 0.1 ms of CPU, more than a no-op job's own work. Live events arrive that much later.
+# How long the notes thread of a pool process waits after a note for the next ones of the same job
+# (its claim, its finish, its message) to go in the same round trip: each round trip costs the
+# process about 0.1 ms of CPU, more than a no-op job's own work. A job's changes reach its live
+# streams that much later; the sweep's, from the worker's main process, are sent at once.
 NOTES_LINGER = 0.005
 # Where a job's changes are announced, for the live event streams of GET /api/job/<id>/events.
 EVENTS_CHANNEL = "gravity-jobs:events:{}"
@@ -327,6 +328,8 @@ class Notes:
 
     def __init__(self) -> None:
         self.deferred = False
+        # Seconds the thread waits after a note for more (NOTES_LINGER in a worker's pool processes).
+        self.linger = 0.0
         self._queue: queue.SimpleQueue[Note] = queue.SimpleQueue()
         # A process forked after the thread started reads a queue of its own, not its parent's.
         self._sender = ProcessThread("jobs-notes", self._run, before_start=self._new_queue)
@@ -344,7 +347,8 @@ class Notes:
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
-            time.sleep(NOTES_LINGER)
+            if self.linger:
+                time.sleep(self.linger)
             while len(batch) < PUBLISH_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())

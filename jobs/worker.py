@@ -218,6 +218,8 @@ def on_worker_ready(**_signal_kwargs) -> None:
 def on_worker_process_init(**_signal_kwargs) -> None:
     if _current is not None:
         _current.pool_process_started()
+        # A pool process's notes are its jobs' own: a few per job, worth one round trip together.
+        messages.notes.linger = messages.NOTES_LINGER
 
 
 def on_worker_shutting_down(how: str = "Warm", **_signal_kwargs) -> None:

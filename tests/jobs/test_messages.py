@@ -115,10 +115,11 @@ def test_a_worker_sends_its_notes_from_a_thread_in_order_and_a_forked_process_st
     pubsub = redis.pubsub()
     pubsub.subscribe(messages.EVENTS_CHANNEL.format("job-1"))
     assert pubsub.get_message(timeout=1)["type"] == "subscribe"
-    # Long enough that the second note is surely queued before the first leaves, on a busy machine too.
-    monkeypatch.setattr(messages, "NOTES_LINGER", 0.5)
     notes = messages.Notes()
     notes.deferred = True
+    # As in a pool process, but long enough that the second note is surely queued before the first
+    # leaves, on a busy machine too.
+    notes.linger = 0.5
     notes.send(messages.Note.announce("job-1"))
     notes.send(messages.Note.forget("job-1", sent))
     deadline = time.monotonic() + 5
@@ -126,7 +127,7 @@ def test_a_worker_sends_its_notes_from_a_thread_in_order_and_a_forked_process_st
         time.sleep(0.01)
     assert redis.get("gravity-jobs:message:job-1") is None
     assert pubsub.get_message(timeout=1)["data"] == b"changed"
-    # The thread lingers after a note for the next ones: both went in one round trip.
+    # The thread lingered after the first note for the next: both went in one round trip.
     assert batches == [[messages.Note("job-1"), messages.Note("job-1", sent)]]
     assert notes._sender.thread is not None and notes._sender.thread.name == "jobs-notes"
     # A pool process forked after the thread started has none of its own: it starts one.

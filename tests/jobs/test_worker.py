@@ -2,10 +2,11 @@
 
 import signal
 import time
+from types import SimpleNamespace
 
 import pytest
 
-from jobs import services, worker
+from jobs import messages, services, worker
 from jobs.models import Job
 from jobs.runner import job_execute, job_fail_killed
 from jobs.worker import COLD, RUNNING, WARM, Worker, pool_name
@@ -170,3 +171,14 @@ def test_a_pool_process_obeys_a_sigterm_sent_to_it_alone(pool_process):
         pool_process._on_sigterm(signal.SIGTERM, None)
     # it waited a moment for the main process to start a warm shutdown, in case the signal was for all
     assert 0.4 < time.monotonic() - started < 2
+
+
+def test_only_a_pool_processs_notes_linger_for_the_rest_of_a_jobs(monkeypatch):
+    """A pool process's notes are its jobs' (claim, finish, message): one round trip; the main process's sweep sends at once."""
+    monkeypatch.setattr(messages, "notes", messages.Notes())
+    monkeypatch.setattr(worker, "_current", None)
+    worker.on_worker_init(SimpleNamespace(hostname="w@h", pool_cls="prefork"))
+    assert (messages.notes.deferred, messages.notes.linger) == (True, 0.0)
+    monkeypatch.setattr(worker._current, "pool_process_started", lambda: None)
+    worker.on_worker_process_init()
+    assert (messages.notes.deferred, messages.notes.linger) == (True, messages.NOTES_LINGER)
