@@ -13,6 +13,8 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         from celery.signals import (
+            task_postrun,
+            task_prerun,
             worker_init,
             worker_process_init,
             worker_ready,
@@ -37,3 +39,6 @@ class JobsConfig(AppConfig):
         worker_process_init.connect(worker.on_worker_process_init, weak=False, dispatch_uid="jobs.worker.process_init")
         worker_shutting_down.connect(worker.on_worker_shutting_down, weak=False, dispatch_uid="jobs.worker.shutting_down")
         worker_shutdown.connect(worker.on_worker_shutdown, weak=False, dispatch_uid="jobs.worker.shutdown")
+        # Database connections live across jobs, closed by age or error (with CELERY_DB_REUSE_MAX set).
+        task_prerun.connect(worker.on_task_boundary, weak=False, dispatch_uid="jobs.worker.task_prerun")
+        task_postrun.connect(worker.on_task_boundary, weak=False, dispatch_uid="jobs.worker.task_postrun")

@@ -61,6 +61,16 @@ def check_jobs_settings(app_configs=None, **kwargs):
                 id="jobs.W001",
             )
         )
+    if not getattr(settings, "CELERY_DB_REUSE_MAX", None):
+        errors.append(
+            Warning(
+                "CELERY_DB_REUSE_MAX is not set: Celery's Django fixup closes every database connection after each "
+                "task, so each job opens a new one.",
+                hint="Set CELERY_DB_REUSE_MAX to a large number; workers then close connections as Django closes a "
+                "request's (CONN_MAX_AGE, CONN_HEALTH_CHECKS).",
+                id="jobs.W002",
+            )
+        )
     return errors
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 
 from celery.concurrency import ALIASES
-from django.db import connection
+from django.db import close_old_connections, connection
 
 from . import conf, messages, services
 from .models import Job
@@ -208,6 +208,14 @@ def on_worker_init(sender, **_signal_kwargs) -> None:
     _current = Worker(nodename=sender.hostname, pool=sender.pool_cls)
     # A job's run waits on no announcement to live streams nor on forgetting its message.
     messages.notes.deferred = True
+
+
+def on_task_boundary(sender=None, **_signal_kwargs) -> None:
+    """Before and after each task in a worker: close the database connections Django closes after a
+    request, those older than CONN_MAX_AGE or broken; keep the rest for the next job."""
+    if sender is not None and getattr(sender.request, "is_eager", False):
+        return  # run in the caller's process (tests): its connection is the caller's
+    close_old_connections()
 
 
 def on_worker_ready(**_signal_kwargs) -> None:

@@ -109,6 +109,15 @@ def counts_users(job):
     return sorted(get_user_model().objects.values_list("username", flat=True))
 
 
+@jobs.job("its_connection", public=True)
+def its_connection(job):
+    """Which database connection ran the job: its process and when it opened (unique per connection)."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    return {"pid": os.getpid(), "opened": repr(connection.close_at)}
+
+
 @jobs.job("solo_gate", queue="solo", public=True)
 def solo_gate(job):
     return waits_for_gate(job)

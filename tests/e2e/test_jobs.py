@@ -175,6 +175,16 @@ def test_job_functions_use_the_django_database(stack):
     assert {"alice", "bob"} <= set(done["returnvalue"])
 
 
+def test_a_worker_keeps_its_database_connections_across_jobs(stack):
+    """One connection per pool process, not one per job (Celery closes each task's unless CELERY_DB_REUSE_MAX is set)."""
+    ids = [stack.add("its_connection")["id"] for _ in range(12)]
+    runs = [stack.wait_for(job_id)["returnvalue"] for job_id in ids]
+    opened: dict[int, set[str]] = {}
+    for run in runs:
+        opened.setdefault(run["pid"], set()).add(run["opened"])
+    assert all(len(connections) == 1 for connections in opened.values()), opened
+
+
 def test_higher_priority_jobs_run_first(stack, tmp_path):
     """One single-process worker on its own queue: once it is free it takes jobs by priority."""
     with stack.held_solo_worker() as gate:

@@ -35,3 +35,8 @@ def test_a_pool_that_cannot_stop_jobs_on_time_is_flagged(settings):
     ]
     settings.CELERY_WORKER_POOL = "prefork"
     assert check_jobs_settings() == []
+
+
+def test_a_worker_that_would_open_a_connection_per_job_is_flagged(settings):
+    del settings.CELERY_DB_REUSE_MAX
+    assert [e.id for e in check_jobs_settings()] == ["jobs.W002"]

@@ -182,3 +182,12 @@ def test_only_a_pool_processs_notes_linger_for_the_rest_of_a_jobs(monkeypatch):
     monkeypatch.setattr(worker._current, "pool_process_started", lambda: None)
     worker.on_worker_process_init()
     assert (messages.notes.deferred, messages.notes.linger) == (True, messages.NOTES_LINGER)
+
+
+def test_between_tasks_a_worker_closes_only_old_or_broken_connections_and_never_an_eager_callers(monkeypatch):
+    closed = []
+    monkeypatch.setattr(worker, "close_old_connections", lambda: closed.append(True))
+    worker.on_task_boundary(sender=SimpleNamespace(request=SimpleNamespace(is_eager=False)))
+    assert closed == [True]
+    worker.on_task_boundary(sender=SimpleNamespace(request=SimpleNamespace(is_eager=True)))
+    assert closed == [True]
