@@ -1,7 +1,6 @@
 """Operating the queue over the API: list, counts, retry, promote; what a tenant may and may not change."""
 
 import json
-from datetime import timedelta
 
 import pytest
 from django.utils import timezone

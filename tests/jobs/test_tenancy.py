@@ -8,7 +8,7 @@ from django.test import RequestFactory
 
 import jobs
 from jobs import registry, services
-from jobs.errors import InvalidJob, JobExists, UnknownJobName
+from jobs.errors import InvalidJob, JobExists
 from jobs.middleware import ChunkedBodyMiddleware
 from jobs.models import Job
 from jobs.runner import job_execute
