@@ -333,9 +333,8 @@ def sweep_once() -> object:
 
 def fill(owner: str, have: int, want: int) -> int:
     """Add finished and waiting jobs of `owner` until the table holds `want`: 90 % completed, 5 % failed, 5 % waiting."""
-    from django.utils import timezone
-
     from django.db import connection
+    from django.utils import timezone
 
     from jobs import counts
     from jobs.models import Job

@@ -50,16 +50,14 @@ class JobsCollector:
             "Seconds the oldest waiting job of each queue has been free to run and not started (0: none waiting).",
             labels=["queue"],
         )
-        queues: dict[str, dict[str, int]] = {}
-        waited: dict[str, float] = {}
-        for row in selectors.queue_states():
-            queues.setdefault(row["queue"], dict.fromkeys(JobState.values, 0))[row["state"]] = row["n"]
-            if row["state"] == JobState.WAITING and row["oldest"] is not None:
-                waited[row["queue"]] = max(0.0, (now - row["oldest"]).total_seconds())
-        for queue, counts in sorted(queues.items()):
+        # Two reads, one after the other: a job added in between is counted as waiting with no oldest
+        # (0 s), one started in between leaves an oldest behind a count of 0 (ignored).
+        waiting_since = selectors.oldest_waiting_by_queue()
+        for queue, counts in selectors.job_counts(owner=None, by="queue").items():
             for state, count in counts.items():
                 in_state.add_metric([queue, state], count)
-            oldest.add_metric([queue], waited.get(queue, 0.0))
+            since = waiting_since.get(queue) if counts[JobState.WAITING] else None
+            oldest.add_metric([queue], 0.0 if since is None else max(0.0, (now - since).total_seconds()))
         yield in_state
         yield oldest
 

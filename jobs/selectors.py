@@ -130,21 +130,10 @@ FINISHED_STATES = (JobState.COMPLETED, JobState.FAILED)
 RUN_TIME = ExpressionWrapper(F("finished_on") - F("processed_on"), output_field=DurationField())
 
 
-def queue_states() -> list[dict[str, Any]]:
-    """Per queue and state: the number of jobs and, for waiting jobs, the earliest run_at (the longest wait).
-
-    [{"queue", "state", "n", "oldest"}, …]: the numbers from the counts kept as jobs change, the
-    oldest from the waiting jobs alone (few while workers keep up). The two are read one after the
-    other, so a queue may count a waiting job and have no oldest (None): it started meanwhile.
-    """
-    oldest = dict(
-        Job.objects.filter(state=JobState.WAITING).values("queue").annotate(oldest=Min("run_at")).values_list("queue", "oldest").order_by()
-    )
-    per_queue = job_counts(owner=None, by="queue")
-    return [
-        {"queue": queue, "state": state, "n": n, "oldest": oldest.get(queue) if state == JobState.WAITING else None}
-        for queue, states in per_queue.items() for state, n in states.items() if n
-    ]
+def oldest_waiting_by_queue() -> dict[str, datetime]:
+    """Per queue with waiting jobs, the earliest run_at among them (the longest wait); a read of the waiting jobs alone."""
+    rows = Job.objects.filter(state=JobState.WAITING).values("queue").annotate(oldest=Min("run_at")).order_by()
+    return {row["queue"]: row["oldest"] for row in rows}
 
 
 def finished_per_minute(*, since: datetime) -> list[dict[str, Any]]:

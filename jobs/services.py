@@ -109,8 +109,9 @@ def jobs_create_bulk(
             custom[fields["public_id"]] = index
         rows.append(fields)
     try:
+        created = [Job(**fields) for fields in rows]
         with transaction.atomic():
-            created = _insert(rows)
+            statements.insert(created)
     except IntegrityError:
         taken = Job.objects.filter(owner=owner, public_id__in=list(custom)).values_list("public_id", flat=True).first()
         if taken is not None:
@@ -120,13 +121,6 @@ def jobs_create_bulk(
     if waiting:
         transaction.on_commit(partial(_send_created, waiting))
     return created
-
-
-def _insert(rows: list[dict[str, Any]]) -> list[Job]:
-    """INSERT new job rows with a statement made once per process (jobs/statements.py); return their Jobs."""
-    jobs = [Job(**fields) for fields in rows]
-    statements.insert(jobs)
-    return jobs
 
 
 def _new_job(
@@ -432,8 +426,8 @@ def job_extend_lock(*, job_id: str, token: str) -> bool:
 def job_set_progress(*, job_id: str, progress: Any, token: str | None = None) -> bool:
     """Record the progress of an active job (only its lock holder's, given a token); touches nothing else."""
     ensure_json(progress, "progress")
-    queryset = Job.objects.filter(pk=job_id, state=JobState.ACTIVE) if token is None else _held(job_id, token)
-    recorded = queryset.update(progress=progress) == 1
+    where = {"pk": job_id, "state": JobState.ACTIVE, **({} if token is None else {"lock_token": token})}
+    recorded = statements.update({"progress": progress}, where=where) == 1
     if recorded:
         _announce(job_id)
     return recorded

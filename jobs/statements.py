@@ -42,17 +42,14 @@ def returns_rows() -> bool:
 def insert(jobs: list[Job]) -> None:
     """INSERT new job rows, one statement run for each (executemany), as bulk_create would."""
     db = _database()
-    fields = _fields()
-    params = [[field.get_db_prep_save(field.pre_save(job, True), db) for field in fields] for job in jobs]
+    params = [_row(db, job) for job in jobs]
     # As the ORM does: an error inside an atomic block marks it for rollback.
     with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
         if len(params) == 1:
-            cursor.execute(_insert_sql(db.alias), params[0])
+            cursor.execute(_insert_sql(db.alias, False), params[0])
         else:
-            cursor.executemany(_insert_sql(db.alias), params)
-    for job in jobs:
-        job._state.adding = False
-        job._state.db = db.alias
+            cursor.executemany(_insert_sql(db.alias, False), params)
+    _stored(db, jobs)
 
 
 def insert_new(job: Job) -> bool:
@@ -63,14 +60,22 @@ def insert_new(job: Job) -> bool:
     INSERT and COMMIT).
     """
     db = _database()
-    params = [field.get_db_prep_save(field.pre_save(job, True), db) for field in _fields()]
     with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
-        cursor.execute(_insert_sql(db.alias) + " ON CONFLICT DO NOTHING", params)
+        cursor.execute(_insert_sql(db.alias, True), _row(db, job))
         inserted = cursor.rowcount == 1
     if inserted:
+        _stored(db, [job])
+    return inserted
+
+
+def _row(db: Any, job: Job) -> list[Any]:
+    return [field.get_db_prep_save(field.pre_save(job, True), db) for field in _fields()]
+
+
+def _stored(db: Any, jobs: list[Job]) -> None:
+    for job in jobs:
         job._state.adding = False
         job._state.db = db.alias
-    return inserted
 
 
 def update(values: Mapping[str, Any], *, where: Mapping[str, Any]) -> int:
@@ -124,10 +129,11 @@ def _quote(alias: str, name: str) -> str:
 
 
 @functools.cache
-def _insert_sql(alias: str) -> str:
+def _insert_sql(alias: str, skip_taken: bool) -> str:
     names = ", ".join(_quote(alias, field.column) for field in _fields())
     placeholders = ", ".join(["%s"] * len(_fields()))
-    return f"INSERT INTO {_quote(alias, Job._meta.db_table)} ({names}) VALUES ({placeholders})"
+    sql = f"INSERT INTO {_quote(alias, Job._meta.db_table)} ({names}) VALUES ({placeholders})"
+    return sql + " ON CONFLICT DO NOTHING" if skip_taken else sql
 
 
 @functools.cache

@@ -179,10 +179,13 @@ def test_a_worker_keeps_its_database_connections_across_jobs(stack):
     """One connection per pool process, not one per job (Celery closes each task's unless CELERY_DB_REUSE_MAX is set)."""
     ids = [stack.add("its_connection")["id"] for _ in range(12)]
     runs = [stack.wait_for(job_id)["returnvalue"] for job_id in ids]
-    opened: dict[int, set[str]] = {}
+    opened: dict[int, list[str]] = {}
     for run in runs:
-        opened.setdefault(run["pid"], set()).add(run["opened"])
-    assert all(len(connections) == 1 for connections in opened.values()), opened
+        opened.setdefault(run["pid"], []).append(run["opened"])
+    # Some process ran several of the 12 jobs (one per job would show there); a connection that
+    # reached DATABASE_CONN_MAX_AGE during them is replaced once, so at most two per process.
+    assert max(len(seen) for seen in opened.values()) >= 3, opened
+    assert all(len(set(seen)) <= 2 for seen in opened.values()), opened
 
 
 def test_higher_priority_jobs_run_first(stack, tmp_path):

@@ -123,7 +123,7 @@ def test_a_database_outage_is_503_in_the_error_shape(client, metrics_settings, m
     def down():
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(metrics.selectors, "queue_states", down)
+    monkeypatch.setattr(metrics.selectors, "oldest_waiting_by_queue", down)
     response = scrape(client)
     assert error_of(response, 503, "unavailable") == "The database is unavailable; try again shortly."
     assert response["Retry-After"] == "5"
