@@ -311,7 +311,7 @@ class Bench:
                     self.record("drain /s", side, self.drain(side))
         if "latency" in only:
             self.clean()
-            for name, value in self.latencies(30 if self.quick else 300).items():
+            for name, value in self.latencies(30 if self.quick else 1000).items():
                 self.record("enqueue-to-" + name.split()[0] + " ms", f"p{name.split()[1]}", value)
         if "http" in only:
             self.clean()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from django.utils import timezone
 from . import conf, counts, messages, services
 from .retention import CleanReport, jobs_clean
 from .models import Job
+from .threads import Periodic
 
 logger = logging.getLogger(__name__)
 
@@ -94,31 +94,21 @@ def _ask(question: Callable[[], T], fallback: T, what: str) -> T:
         return fallback
 
 
-class Sweeper:
-    """Call jobs_sweep every `interval` seconds in a daemon thread until stopped."""
+class Sweeper(Periodic):
+    """Call jobs_sweep every `interval` seconds in a daemon thread until stopped, and jobs_clean every CLEAN_INTERVAL."""
+
+    name = "jobs-sweeper"
 
     def __init__(self, interval: float):
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.run, name="jobs-sweeper", daemon=True)
+        super().__init__(interval)
+        self._cleaned = time.monotonic()
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def run(self) -> None:
-        cleaned = time.monotonic()
-        while not self._stop.wait(self.interval):
-            self.sweep_once()
-            every = conf.get("CLEAN_INTERVAL")
-            if every and time.monotonic() - cleaned >= every:
-                cleaned = time.monotonic()
-                self.clean_once()
-        connection.close()
+    def tick(self) -> None:
+        self.sweep_once()
+        every = conf.get("CLEAN_INTERVAL")
+        if every and time.monotonic() - self._cleaned >= every:
+            self._cleaned = time.monotonic()
+            self.clean_once()
 
     def clean_once(self) -> CleanReport | None:
         """Remove the finished jobs that are due (retention), a batch per DELETE."""

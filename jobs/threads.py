@@ -37,3 +37,32 @@ class ProcessThread:
     def thread(self) -> threading.Thread | None:
         """This process's thread, once started."""
         return self._thread if self._pid == os.getpid() else None
+
+
+class Periodic:
+    """Call `tick` every `interval` seconds in a daemon thread named `name`, until stopped; close the thread's database connection at the end."""
+
+    name = "jobs-periodic"
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        from django.db import connection
+
+        while not self._stop.wait(self.interval):
+            self.tick()
+        connection.close()
+
+    def tick(self) -> None:
+        raise NotImplementedError

@@ -14,8 +14,9 @@ import time
 from celery.concurrency import ALIASES
 from django.db import close_old_connections, connection
 
-from . import conf, messages, services
+from . import checkpoint, conf, messages, services
 from .models import Job
+from .checkpoint import Checkpointer
 from .sweep import Sweeper
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Worker:
         # Only a process can be killed on time; a thread or greenlet stops when it chooses to.
         self.stops_jobs_on_time = self.pool_name == "prefork"
         self.sweeper: Sweeper | None = None
+        self.checkpointer: Checkpointer | None = None
         self._grace: threading.Timer | None = None
         self._shutdown = ShutdownState()
         self._in_pool_process = False
@@ -77,7 +79,7 @@ class Worker:
     # -- the main process ------------------------------------------------------------------------
 
     def ready(self) -> None:
-        """Start the sweeper (celery's worker_ready)."""
+        """Start the sweeper, and on SQLite the checkpointer (celery's worker_ready)."""
         if not self.stops_jobs_on_time:
             logger.warning(
                 "This worker's %s pool cannot stop a job at its opts.timeout: jobs with opts.timeout "
@@ -88,6 +90,9 @@ class Worker:
         if interval and self.sweeper is None:
             self.sweeper = Sweeper(interval)
             self.sweeper.start()
+        if self.checkpointer is None and checkpoint.wanted():
+            self.checkpointer = Checkpointer()
+            self.checkpointer.start()
 
     def shutting_down(self, how: str) -> None:
         """A warm shutdown (SIGTERM) lets running jobs finish for SHUTDOWN_GRACE; then they go back to waiting."""
@@ -118,10 +123,11 @@ class Worker:
             os.kill(os.getpid(), signal.SIGQUIT)
 
     def stopped(self) -> None:
-        """Stop the sweeper and put back any job still held (celery's worker_shutdown)."""
-        if self.sweeper is not None:
-            self.sweeper.stop()
-            self.sweeper = None
+        """Stop the sweeper and the checkpointer, and put back any job still held (celery's worker_shutdown)."""
+        for thread in (self.sweeper, self.checkpointer):
+            if thread is not None:
+                thread.stop()
+        self.sweeper = self.checkpointer = None
         if self._grace is not None:
             self._grace.cancel()
         try:
