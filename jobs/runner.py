@@ -139,13 +139,19 @@ def job_execute(*, job_id: str, worker: str | None = None) -> str:
 
 
 def _claim(job_id: str, worker: str) -> tuple[str | None, Job | None]:
-    claimed = None
-    try:
-        claimed = services.job_claim(job_id=job_id, worker=worker)
-        return (claimed.lock_token, claimed) if claimed else (None, None)
-    except TRANSIENT_DB_ERRORS as exc:
-        connection.close()
-        raise ClaimFailed(f"Job {job_id}: the claim hit a database error: {exc}") from exc
+    # A worker keeps its connection from job to job without checking it first (jobs.worker): a
+    # claim that fails on a kept connection goes once more on a fresh one before giving up.
+    kept = connection.connection is not None
+    while True:
+        try:
+            claimed = services.job_claim(job_id=job_id, worker=worker)
+            return (claimed.lock_token, claimed) if claimed else (None, None)
+        except TRANSIENT_DB_ERRORS as exc:
+            connection.close()
+            if not kept:
+                raise ClaimFailed(f"Job {job_id}: the claim hit a database error: {exc}") from exc
+            logger.info("Job %s: the claim failed on a kept database connection (%s); trying a fresh one", job_id, exc)
+            kept = False
 
 
 def _run(record: Job, token: str) -> str:

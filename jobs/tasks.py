@@ -11,7 +11,7 @@ from celery.worker.request import Request
 
 from . import messages
 from .runner import ClaimFailed, job_execute, job_fail_killed
-from .worker import current
+from .worker import RUN_JOB, current
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class RunJobTask(Task):
 
 
 # The message carries only the id; the row says whether the job may still run.
-@shared_task(bind=True, base=RunJobTask, name="jobs.run_job", ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+@shared_task(bind=True, base=RunJobTask, name=RUN_JOB, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self: Task, job_id: str) -> str:
     worker = current()
     if worker is not None:

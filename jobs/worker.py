@@ -12,7 +12,7 @@ import threading
 import time
 
 from celery.concurrency import ALIASES
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, connections
 
 from . import checkpoint, conf, messages, services
 from .models import Job
@@ -28,6 +28,8 @@ RUNNING, WARM, COLD = 0, 1, 2
 # at once (Heroku, docker stop of a process tree, systemd, a terminal, killpg). Any other SIGTERM
 # (a cold shutdown, a revoke with terminate) ends the pool process as Celery expects.
 SAME_SIGNAL = 1.0
+# The jobs app's Celery task (jobs.tasks.run_job).
+RUN_JOB = "jobs.run_job"
 
 
 class ShutdownState:
@@ -218,10 +220,19 @@ def on_worker_init(sender, **_signal_kwargs) -> None:
 
 def on_task_boundary(sender=None, **_signal_kwargs) -> None:
     """Before and after each task in a worker: close the database connections Django closes after a
-    request, those older than CONN_MAX_AGE or broken; keep the rest for the next job."""
+    request, those older than CONN_MAX_AGE or broken; keep the rest for the next job.
+
+    Around a job's run the kept ones stay unchecked: CONN_HEALTH_CHECKS would cost each job a
+    SELECT 1 first (a round trip on PostgreSQL), and the claim, the job's first statement, goes
+    again on a fresh connection if a kept one has died (jobs.runner).
+    """
     if sender is not None and getattr(sender.request, "is_eager", False):
         return  # run in the caller's process (tests): its connection is the caller's
     close_old_connections()
+    if getattr(sender, "name", None) == RUN_JOB:
+        for conn in connections.all(initialized_only=True):
+            if conn.connection is not None:
+                conn.health_check_done = True
 
 
 def on_worker_ready(**_signal_kwargs) -> None:

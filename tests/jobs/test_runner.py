@@ -126,30 +126,41 @@ def test_a_job_taken_back_while_running_does_not_overwrite_the_new_run(monkeypat
 
 
 @contextmanager
-def database_error_once(statement: str):
-    """Make the first UPDATE of jobs_job that sets `statement`'s column fail as a lost connection would."""
+def database_errors(statement: str, times: int = 1):
+    """Make the first UPDATE(s) of jobs_job that set `statement`'s column fail as a lost connection would."""
     failed = []
 
-    def fail_once(execute, sql, params, many, context):
-        if not failed and sql.startswith("UPDATE") and f'"{statement}"' in sql.split("WHERE")[0]:
+    def fail(execute, sql, params, many, context):
+        if len(failed) < times and sql.startswith("UPDATE") and f'"{statement}"' in sql.split("WHERE")[0]:
             failed.append(sql)
             raise OperationalError("server closed the connection unexpectedly")
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(fail_once):
+    with connection.execute_wrapper(fail):
         yield failed
 
 
 # Outside a test transaction, as in a worker: a database error ends the transaction it happens in.
 @pytest.mark.django_db(transaction=True)
-def test_a_database_error_at_claim_leaves_the_job_waiting_to_be_claimed_again(tmp_path):
+def test_a_claim_that_fails_on_a_kept_connection_goes_once_more_on_a_fresh_one(tmp_path):
+    marker = tmp_path / "runs.txt"
+    job = services.job_create(name="records", data={"path": str(marker)})
+    assert connection.connection is not None  # kept from the add, as from a worker's previous job
+    with database_errors("processed_on") as failed:
+        assert run(job) == "completed"
+    assert len(failed) == 1 and marker.read_text().count(job.pk) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_at_claim_on_a_fresh_connection_leaves_the_job_waiting_to_be_claimed_again(tmp_path):
     marker = tmp_path / "runs.txt"
     job = services.job_create(name="records", data={"path": str(marker)})
     Job.objects.filter(pk=job.pk).update(sent_at=job.created_at)
-    with database_error_once("processed_on") as failed:
+    # The first error on the kept connection, the second on the fresh one: no third try.
+    with database_errors("processed_on", times=2) as failed:
         with pytest.raises(ClaimFailed, match=f"Job {job.pk}: the claim hit a database error: server closed the connection unexpectedly"):
             run(job)
-    assert len(failed) == 1
+    assert len(failed) == 2
     job.refresh_from_db()
     # still waiting, its message still counted as sent: the worker hands that message back
     assert (job.state, job.sent_at, job.lock_token) == ("waiting", job.created_at, "")
@@ -162,7 +173,7 @@ def test_a_database_error_at_claim_leaves_the_job_waiting_to_be_claimed_again(tm
 def test_a_database_error_while_completing_is_retried_and_the_job_runs_once(tmp_path):
     marker = tmp_path / "runs.txt"
     job = services.job_create(name="records", data={"path": str(marker)})
-    with database_error_once("return_value") as failed:
+    with database_errors("return_value") as failed:
         assert run(job) == "completed"
     assert len(failed) == 1
     job.refresh_from_db()
@@ -174,7 +185,7 @@ def test_a_database_error_while_completing_is_retried_and_the_job_runs_once(tmp_
 @pytest.mark.django_db(transaction=True)
 def test_a_database_error_while_recording_a_failure_is_retried():
     job = services.job_create(name="fails", data={"message": "card declined"})
-    with database_error_once("failed_reason") as failed:
+    with database_errors("failed_reason") as failed:
         assert run(job) == "failed"
     assert len(failed) == 1
     job.refresh_from_db()

@@ -5,6 +5,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from django.db import connections
 
 from jobs import messages, services, worker
 from jobs.models import Job
@@ -191,3 +192,17 @@ def test_between_tasks_a_worker_closes_only_old_or_broken_connections_and_never_
     assert closed == [True]
     worker.on_task_boundary(sender=SimpleNamespace(request=SimpleNamespace(is_eager=True)))
     assert closed == [True]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("task, checked", [("jobs.run_job", False), ("some.other_task", True)])
+def test_around_a_jobs_run_a_kept_connection_is_not_checked_first_around_any_other_task_it_is(monkeypatch, task, checked):
+    """CONN_HEALTH_CHECKS: Django checks a kept connection (SELECT 1) before its first use in a request; a job's claim needs no check."""
+    db = connections["default"]
+    assert db.settings_dict["CONN_HEALTH_CHECKS"]
+    Job.objects.exists()  # the connection a worker keeps from its previous job
+    checks = []
+    monkeypatch.setattr(db, "is_usable", lambda: checks.append(True) or True)
+    worker.on_task_boundary(sender=SimpleNamespace(name=task, request=SimpleNamespace(is_eager=False)))
+    Job.objects.exists()
+    assert db.connection is not None and len(checks) == (1 if checked else 0)
