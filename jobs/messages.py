@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import hashlib
@@ -9,7 +10,7 @@ import json
 import logging
 import os
 import queue
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -367,51 +368,92 @@ class Note:
         return cls(job_id, message_id)
 
 
-class Notes:
-    """The notes of a worker process, sent from one thread in pipelined batches, so a job's run waits on none of them.
+class Outbox:
+    """Writes to the broker that no caller waits for, sent from one thread of the process in batches, in order.
 
-    A worker enables it as it starts (the pool processes it forks inherit that); elsewhere (web,
-    shell, tests) each note is sent at once. A note lost with its process costs little: a live
-    event stream reads the job again within its keep-alive, a message key left behind expires.
+    Off (`deferred` False) each call sends at once, in the caller's thread; a process turns it on
+    where a round trip per write is worth saving (`notes` below; jobs.services.messages_out). What is
+    queued when the process ends is sent by flush() at exit if it can be; a write lost with a
+    process that dies costs only what `deliver`'s backstop says (each outbox below says which).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, deliver: Callable[[list[Any]], None], what: str) -> None:
         self.deferred = False
-        # Seconds the thread waits after a note for more (NOTES_LINGER in a worker's pool processes).
+        # Seconds the thread waits after an item for more (NOTES_LINGER in a worker's pool processes).
         self.linger = 0.0
-        self._queue: queue.SimpleQueue[Note] = queue.SimpleQueue()
+        self._deliver = deliver
+        self._what = what
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Held while a batch is out, so that flush() can wait for it; set by flush() to end a linger.
+        self._busy = threading.Lock()
+        self._hurry = threading.Event()
         # A process forked after the thread started reads a queue of its own, not its parent's.
-        self._sender = ProcessThread("jobs-notes", self._run, before_start=self._new_queue)
+        self._sender = ProcessThread(name, self._run, before_start=self._start)
+        atexit.register(self.flush)
 
-    def send(self, note: Note) -> None:
+    def send(self, item: Any) -> None:
+        self.send_many([item])
+
+    def send_many(self, items: list[Any]) -> None:
         if not self.deferred:
-            broker().notify([note])
+            self._deliver(items)
             return
         self._sender.ensure_running()
-        self._queue.put(note)
+        for item in items:
+            self._queue.put(item)
 
-    def _new_queue(self) -> None:
+    def flush(self, timeout: float = 2.0) -> None:
+        """Send in this thread what is still queued, once the batch that is out (if any) is done."""
+        if self._sender.thread is None:
+            return  # this process queued nothing
+        self._hurry.set()  # a batch lingering for more leaves now
+        if not self._busy.acquire(timeout=timeout):
+            return
+        try:
+            self._send(self._take([]))
+        finally:
+            self._busy.release()
+
+    def _start(self) -> None:
         self._queue = queue.SimpleQueue()
+        self._busy = threading.Lock()
+        self._hurry = threading.Event()
+
+    def _take(self, batch: list[Any]) -> list[Any]:
+        while len(batch) < PUBLISH_BATCH:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            if self.linger:
-                time.sleep(self.linger)
-            while len(batch) < PUBLISH_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                broker().notify(batch)
-            except Exception:
-                logger.warning("Could not send %d notes to the broker (live events, message keys)", len(batch), exc_info=True)
+            first = self._queue.get()
+            with self._busy:
+                if self.linger:
+                    self._hurry.wait(self.linger)
+                self._send(self._take([first]))
+
+    def _send(self, batch: list[Any]) -> None:
+        if not batch:
+            return
+        try:
+            self._deliver(batch)
+        except Exception:
+            logger.warning("Could not send %d %s", len(batch), self._what, exc_info=True)
 
 
 _broker = Broker()
 _envelopes = Envelopes()
-notes = Notes()
+# A job's announcements to its live streams and the forgetting of its message, deferred in workers
+# (jobs.worker), where a job's run waits on none of them. A note lost with its process costs little:
+# a live event stream reads the job again within its keep-alive, a message key left behind expires.
+def notes_outbox() -> Outbox:
+    return Outbox("jobs-notes", lambda batch: broker().notify(batch), "notes to the broker (live events, message keys)")
+
+
+notes = notes_outbox()
 
 
 def broker() -> Broker:

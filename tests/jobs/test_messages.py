@@ -1,8 +1,12 @@
 """Job messages against a real redis-server: tracked while queued, forgotten once taken, lost ones noticed."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import redis as redis_py
@@ -10,7 +14,9 @@ from celery import current_app
 from django.utils import timezone
 
 from devtools import redis as dev_redis
-from jobs import messages
+from jobs import messages, services
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db
 
@@ -115,7 +121,7 @@ def test_a_worker_sends_its_notes_from_a_thread_in_order_and_a_forked_process_st
     pubsub = redis.pubsub()
     pubsub.subscribe(messages.EVENTS_CHANNEL.format("job-1"))
     assert pubsub.get_message(timeout=1)["type"] == "subscribe"
-    notes = messages.Notes()
+    notes = messages.notes_outbox()
     notes.deferred = True
     # As in a pool process, but long enough that the second note is surely queued before the first
     # leaves, on a busy machine too.
@@ -140,7 +146,7 @@ def test_a_worker_sends_its_notes_from_a_thread_in_order_and_a_forked_process_st
 
 
 def test_outside_a_worker_a_note_is_sent_at_once(broker):
-    notes = messages.Notes()
+    notes = messages.notes_outbox()
     notes.send(messages.Note.announce("job-1"))
     assert broker.announced == ["job-1"] and notes._sender.thread is None
 
@@ -218,3 +224,49 @@ def test_a_publish_that_loses_its_connection_is_tried_again_by_celerys_retry_pol
         assert tries == [0, 1, 2]  # the first try, then the policy's: one try and one retry
     finally:
         current_app.conf.task_publish_retry_policy = None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_where_the_sender_is_on_an_add_answers_before_its_message_leaves_and_concurrent_adds_leave_together(redis, monkeypatch):
+    real = messages.Broker()
+    monkeypatch.setattr(messages, "broker", lambda: real)
+    outbox = messages.Outbox("jobs-sender", services._publish_created, "job messages")
+    monkeypatch.setattr(services, "messages_out", outbox)
+    outbox.deferred = True
+    # Long enough that the three adds are surely queued before the first batch leaves.
+    outbox.linger = 1.0
+    batches = []
+    publish = messages.Broker.publish_many
+    monkeypatch.setattr(messages.Broker, "publish_many", lambda self, out: (batches.append([m.job_id for m in out]), publish(self, out))[1])
+    added = [services.job_create(name="noop").pk for _ in range(3)]
+    assert batches == [] and queued_ids(redis) == []
+    deadline = time.monotonic() + 10
+    while not batches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert batches == [added]
+    assert [job for _, job in queued_ids(redis)][::-1] == [f"['{pk}']" for pk in added]
+    assert all(redis.get(f"gravity-jobs:message:{pk}") for pk in added)
+
+
+def test_what_an_outbox_still_holds_when_its_process_exits_is_sent(tmp_path):
+    """A web process that stops (a deploy) sends the messages its requests queued, even one lingering in the thread."""
+    out = tmp_path / "sent.txt"
+    script = (
+        "import sys, time, django; django.setup()\n"
+        "from jobs.messages import Outbox\n"
+        f"def deliver(batch):\n    with open({str(out)!r}, 'a') as f: f.write(','.join(batch) + '\\n')\n"
+        "box = Outbox('jobs-test', deliver, 'test items')\n"
+        "box.deferred, box.linger = True, 60\n"
+        "box.send('a'); time.sleep(0.3); box.send('b')\n"
+        "sys.exit(0)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True, timeout=60)
+    assert out.read_text() == "a,b\n"
+
+
+def test_the_web_process_turns_the_sender_on_and_nothing_else_does():
+    probe = "import django; django.setup(); from jobs.services import messages_out as m; before = m.deferred; import gravity.asgi; print(before, m.deferred)"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    shown = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
+    assert shown.stdout.split() == ["False", "True"]

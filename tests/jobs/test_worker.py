@@ -176,7 +176,7 @@ def test_a_pool_process_obeys_a_sigterm_sent_to_it_alone(pool_process):
 
 def test_only_a_pool_processs_notes_linger_for_the_rest_of_a_jobs(monkeypatch):
     """A pool process's notes are its jobs' (claim, finish, message): one round trip; the main process's sweep sends at once."""
-    monkeypatch.setattr(messages, "notes", messages.Notes())
+    monkeypatch.setattr(messages, "notes", messages.notes_outbox())
     monkeypatch.setattr(worker, "_current", None)
     worker.on_worker_init(SimpleNamespace(hostname="w@h", pool_cls="prefork"))
     assert (messages.notes.deferred, messages.notes.linger) == (True, 0.0)
