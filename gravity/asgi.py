@@ -15,13 +15,6 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 django_asgi = get_asgi_application()
-
-from jobs.services import messages_out  # noqa: E402
-
-# A request that adds jobs answers once their rows commit; their messages leave from one thread of
-# the process, batched with those of concurrent requests (the sweep sends any lost with a process).
-messages_out.deferred = True
-
 django_wsgi = WSGIMiddleware(get_wsgi_application(), workers=int(os.environ.get("WEB_THREADS", "4")))
 STREAMS = re.compile(r"^/api/job/[^/]+/events/?$")
 

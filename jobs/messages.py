@@ -372,7 +372,7 @@ class Outbox:
     """Writes to the broker that no caller waits for, sent from one thread of the process in batches, in order.
 
     Off (`deferred` False) each call sends at once, in the caller's thread; a process turns it on
-    where a round trip per write is worth saving (`notes` below; jobs.services.messages_out). What is
+    where a round trip per write is worth saving (`notes` below, in workers). What is
     queued when the process ends is sent by flush() at exit if it can be; a write lost with a
     process that dies costs only what `deliver`'s backstop says (each outbox below says which).
     """

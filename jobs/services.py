@@ -158,11 +158,6 @@ def _new_job(
 
 
 def _send_created(outgoing: list[messages.Outgoing]) -> None:
-    """Send the messages of jobs just committed: at once, or from the process's sender thread where it is on."""
-    messages_out.send_many(outgoing)
-
-
-def _publish_created(outgoing: list[messages.Outgoing]) -> None:
     """Send the messages of jobs just committed, from the rows in hand: no read-back.
 
     On a broker that tracks messages (Redis) nothing more is written: each job's message key says
@@ -179,13 +174,6 @@ def _publish_created(outgoing: list[messages.Outgoing]) -> None:
     if not broker.tracks_messages:
         ids = [message.job_id for message in outgoing]
         Job.objects.filter(pk__in=ids, state=JobState.WAITING).update(sent_at=timezone.now())
-
-
-# The messages of jobs just added. A web process defers them (gravity/asgi.py): a request answers
-# once its row commits, and one thread sends what its requests added, in pipelined batches. A
-# message lost with its process is sent by the sweep SEND_GRACE later (the row says it is waiting and
-# the broker has no key for it), as when the broker was down at the add.
-messages_out = messages.Outbox("jobs-sender", _publish_created, "job messages to the broker; the sweep will send them")
 
 
 def _announce(job_id: str) -> None:

@@ -14,7 +14,7 @@ from celery import current_app
 from django.utils import timezone
 
 from devtools import redis as dev_redis
-from jobs import messages, services
+from jobs import messages
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -226,30 +226,8 @@ def test_a_publish_that_loses_its_connection_is_tried_again_by_celerys_retry_pol
         current_app.conf.task_publish_retry_policy = None
 
 
-@pytest.mark.django_db(transaction=True)
-def test_where_the_sender_is_on_an_add_answers_before_its_message_leaves_and_concurrent_adds_leave_together(redis, monkeypatch):
-    real = messages.Broker()
-    monkeypatch.setattr(messages, "broker", lambda: real)
-    outbox = messages.Outbox("jobs-sender", services._publish_created, "job messages")
-    monkeypatch.setattr(services, "messages_out", outbox)
-    outbox.deferred = True
-    # Long enough that the three adds are surely queued before the first batch leaves.
-    outbox.linger = 1.0
-    batches = []
-    publish = messages.Broker.publish_many
-    monkeypatch.setattr(messages.Broker, "publish_many", lambda self, out: (batches.append([m.job_id for m in out]), publish(self, out))[1])
-    added = [services.job_create(name="noop").pk for _ in range(3)]
-    assert batches == [] and queued_ids(redis) == []
-    deadline = time.monotonic() + 10
-    while not batches and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert batches == [added]
-    assert [job for _, job in queued_ids(redis)][::-1] == [f"['{pk}']" for pk in added]
-    assert all(redis.get(f"gravity-jobs:message:{pk}") for pk in added)
-
-
 def test_what_an_outbox_still_holds_when_its_process_exits_is_sent(tmp_path):
-    """A web process that stops (a deploy) sends the messages its requests queued, even one lingering in the thread."""
+    """A worker's process that stops sends the notes its jobs queued, even those lingering in the thread for more."""
     out = tmp_path / "sent.txt"
     script = (
         "import sys, time, django; django.setup()\n"
@@ -263,10 +241,3 @@ def test_what_an_outbox_still_holds_when_its_process_exits_is_sent(tmp_path):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True, timeout=60)
     assert out.read_text() == "a,b\n"
-
-
-def test_the_web_process_turns_the_sender_on_and_nothing_else_does():
-    probe = "import django; django.setup(); from jobs.services import messages_out as m; before = m.deferred; import gravity.asgi; print(before, m.deferred)"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-    shown = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
-    assert shown.stdout.split() == ["False", "True"]
