@@ -17,6 +17,7 @@ class JobsConfig(AppConfig):
             task_prerun,
             worker_init,
             worker_process_init,
+            worker_process_shutdown,
             worker_ready,
             worker_shutdown,
             worker_shutting_down,
@@ -37,6 +38,9 @@ class JobsConfig(AppConfig):
         worker_init.connect(worker.on_worker_init, weak=False, dispatch_uid="jobs.worker.init")
         worker_ready.connect(worker.on_worker_ready, weak=False, dispatch_uid="jobs.worker.ready")
         worker_process_init.connect(worker.on_worker_process_init, weak=False, dispatch_uid="jobs.worker.process_init")
+        worker_process_shutdown.connect(
+            worker.on_worker_process_shutdown, weak=False, dispatch_uid="jobs.worker.process_shutdown"
+        )
         worker_shutting_down.connect(worker.on_worker_shutting_down, weak=False, dispatch_uid="jobs.worker.shutting_down")
         worker_shutdown.connect(worker.on_worker_shutdown, weak=False, dispatch_uid="jobs.worker.shutdown")
         # Database connections live across jobs, closed by age or error (with CELERY_DB_REUSE_MAX set).

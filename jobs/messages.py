@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import atexit
 import base64
+import collections
 import functools
 import hashlib
 import json
 import logging
 import os
-import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -122,8 +123,8 @@ class Broker:
     def publish_many(self, outgoing: list[Outgoing]) -> list[str]:
         """Send messages (and, on Redis, their keys) in one round trip per PUBLISH_BATCH; return their ids.
 
-        On Redis each message and its key go in one MULTI, the key after the message, so Redis
-        never holds a key without the message it names. The messages are Celery's own, filled in
+        On Redis each message and its key go in one script (_PUSH), the key after the message, so
+        Redis never holds a key without the message it names. The messages are Celery's own, filled in
         from an envelope Celery and kombu made (see Envelopes). Elsewhere: Celery's apply_async.
         """
         with current_app.producer_or_acquire() as producer:
@@ -136,9 +137,13 @@ class Broker:
                 try:
                     ids += _push(client, producer, batch)
                 except (RedisConnectionError, RedisTimeoutError):
-                    # Then as Celery's apply_async retries a publish (its retry policy).
+                    # Then retried as Celery's apply_async retries a publish: max_retries after the first try.
+                    policy = _retry_policy()
+                    if policy["max_retries"] < 1:
+                        raise
                     ids += retry_over_time(
-                        _push, (RedisConnectionError, RedisTimeoutError), args=(client, producer, batch), **_retry_policy()
+                        _push, (RedisConnectionError, RedisTimeoutError), args=(client, producer, batch),
+                        **{**policy, "max_retries": policy["max_retries"] - 1},
                     )
         return ids
 
@@ -298,9 +303,12 @@ def _execute(client: Any, commands: Callable[[Any], None], scripts: list[Script]
     """Run the commands `commands` puts in a pipeline, in one round trip; load the scripts first if Redis lacks them.
 
     Redis forgets its scripts when it restarts (or on SCRIPT FLUSH): then every EVALSHA fails and
-    none ran, so loading the scripts and sending the pipeline again sends each command once. (If
-    the scripts went in the middle of the pipeline, some messages go twice: a duplicate message
-    finds its job already claimed, as any duplicate does.)
+    none ran, so loading the scripts and sending the pipeline again sends each message once (a
+    pipeline's other commands, the notes' announcements, go twice: a second "changed" is harmless).
+    If the scripts went in the middle of the pipeline, some messages go twice: a duplicate message
+    finds its job already claimed, as any duplicate does. Unlike a MULTI, a pipeline cut off by a
+    lost connection may have run part of its commands; the retry sends them all again, and the
+    same holds.
     """
     for attempt in range(2):
         try:
@@ -372,9 +380,10 @@ class Outbox:
     """Writes to the broker that no caller waits for, sent from one thread of the process in batches, in order.
 
     Off (`deferred` False) each call sends at once, in the caller's thread; a process turns it on
-    where a round trip per write is worth saving (`notes` below, in workers). What is
-    queued when the process ends is sent by flush() at exit if it can be; a write lost with a
-    process that dies costs only what `deliver`'s backstop says (each outbox below says which).
+    where a round trip per write is worth saving (`notes` below, in workers). What is still queued
+    when the process ends goes out with flush(), called at exit (and by a worker's pool process as
+    it stops, as those end without running exit handlers); a write lost with a process that dies
+    costs only what `deliver`'s backstop says.
     """
 
     def __init__(self, name: str, deliver: Callable[[list[Any]], None], what: str) -> None:
@@ -383,13 +392,19 @@ class Outbox:
         self.linger = 0.0
         self._deliver = deliver
         self._what = what
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        # Held while a batch is out, so that flush() can wait for it; set by flush() to end a linger.
-        self._busy = threading.Lock()
-        self._hurry = threading.Event()
-        # A process forked after the thread started reads a queue of its own, not its parent's.
-        self._sender = ProcessThread(name, self._run, before_start=self._start)
+        self._fresh()
+        # A process forked after the thread started has a queue and locks of its own, not its parent's.
+        self._sender = ProcessThread(name, self._run, before_start=self._fresh)
         atexit.register(self.flush)
+
+    def _fresh(self) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        # Guards _items: the thread takes a batch only while holding it, so flush() sees every item
+        # either still queued or in a batch that is out.
+        self._queue = threading.Condition()
+        # Held while a batch is out, so that flush() sends its items after it, in order.
+        self._sending = threading.Lock()
+        self._hurry = False
 
     def send(self, item: Any) -> None:
         self.send_many([item])
@@ -399,45 +414,53 @@ class Outbox:
             self._deliver(items)
             return
         self._sender.ensure_running()
-        for item in items:
-            self._queue.put(item)
+        with self._queue:
+            self._items.extend(items)
+            self._queue.notify()
 
     def flush(self, timeout: float = 2.0) -> None:
-        """Send in this thread what is still queued, once the batch that is out (if any) is done."""
+        """Send in this thread what is still queued, after the batch that is out (if any); give up after `timeout`."""
         if self._sender.thread is None:
             return  # this process queued nothing
-        self._hurry.set()  # a batch lingering for more leaves now
-        if not self._busy.acquire(timeout=timeout):
+        deadline = time.monotonic() + timeout
+        if not self._queue.acquire(timeout=timeout):
             return
         try:
-            self._send(self._take([]))
+            self._hurry = True  # a batch lingering for more leaves now
+            self._queue.notify()
+            pending = list(self._items)
+            self._items.clear()
         finally:
-            self._busy.release()
-
-    def _start(self) -> None:
-        self._queue = queue.SimpleQueue()
-        self._busy = threading.Lock()
-        self._hurry = threading.Event()
-
-    def _take(self, batch: list[Any]) -> list[Any]:
-        while len(batch) < PUBLISH_BATCH:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+            self._queue.release()
+        if not self._sending.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return
+        try:
+            for start in range(0, len(pending), PUBLISH_BATCH):
+                if time.monotonic() > deadline:
+                    logger.warning("Gave up sending %d %s at exit", len(pending) - start, self._what)
+                    return
+                self._send(pending[start:start + PUBLISH_BATCH])
+        finally:
+            self._sending.release()
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            with self._busy:
-                if self.linger:
-                    self._hurry.wait(self.linger)
-                self._send(self._take([first]))
+            with self._queue:
+                while not self._items:
+                    self._queue.wait()
+                until = time.monotonic() + self.linger
+                while not self._hurry and (left := until - time.monotonic()) > 0:
+                    self._queue.wait(left)
+                batch = [self._items.popleft() for _ in range(min(len(self._items), PUBLISH_BATCH))]
+                if not batch:
+                    continue  # flush() took them
+                self._sending.acquire()
+            try:
+                self._send(batch)
+            finally:
+                self._sending.release()
 
     def _send(self, batch: list[Any]) -> None:
-        if not batch:
-            return
         try:
             self._deliver(batch)
         except Exception:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from billiard.exceptions import SoftTimeLimitExceeded
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, connection, connections, router
 
 from . import conf, logs, registry, services
 from .handles import JobHandle
@@ -140,17 +140,20 @@ def job_execute(*, job_id: str, worker: str | None = None) -> str:
 
 def _claim(job_id: str, worker: str) -> tuple[str | None, Job | None]:
     # A worker keeps its connection from job to job without checking it first (jobs.worker): a
-    # claim that fails on a kept connection goes once more on a fresh one before giving up.
-    kept = connection.connection is not None
+    # claim that fails because a kept connection has died goes once more on a fresh one.
+    db = connections[router.db_for_write(Job)]
+    kept = db.connection is not None
     while True:
         try:
             claimed = services.job_claim(job_id=job_id, worker=worker)
             return (claimed.lock_token, claimed) if claimed else (None, None)
         except TRANSIENT_DB_ERRORS as exc:
-            connection.close()
-            if not kept:
+            # A live connection's error (a lock timeout) would only come again: no second try then.
+            retry = kept and (db.connection is None or not db.is_usable())
+            db.close()
+            if not retry:
                 raise ClaimFailed(f"Job {job_id}: the claim hit a database error: {exc}") from exc
-            logger.info("Job %s: the claim failed on a kept database connection (%s); trying a fresh one", job_id, exc)
+            logger.info("Job %s: the claim failed on a kept database connection that has died (%s); trying a fresh one", job_id, exc)
             kept = False
 
 

@@ -211,7 +211,7 @@ def job_send(*, job_id: str) -> bool:
 def jobs_send(*, job_ids: list[str], broker: messages.Broker | None = None) -> int:
     """Send a message for each of these jobs that is waiting; return how many were sent.
 
-    They go PUBLISH_BATCH per round trip (on Redis, one MULTI each); a broker error is raised once
+    They go PUBLISH_BATCH per round trip (on Redis, a script per message); a broker error is raised once
     the batches sent before it are recorded.
     """
     broker = broker or messages.broker()

@@ -12,7 +12,7 @@ import threading
 import time
 
 from celery.concurrency import ALIASES
-from django.db import close_old_connections, connection, connections
+from django.db import close_old_connections, connection, connections, router
 
 from . import checkpoint, conf, messages, services
 from .models import Job
@@ -222,7 +222,7 @@ def on_task_boundary(sender=None, **_signal_kwargs) -> None:
     """Before and after each task in a worker: close the database connections Django closes after a
     request, those older than CONN_MAX_AGE or broken; keep the rest for the next job.
 
-    Around a job's run the kept ones stay unchecked: CONN_HEALTH_CHECKS would cost each job a
+    Around a job's run the one the claim uses stays unchecked: CONN_HEALTH_CHECKS would cost each job a
     SELECT 1 first (a round trip on PostgreSQL), and the claim, the job's first statement, goes
     again on a fresh connection if a kept one has died (jobs.runner).
     """
@@ -230,9 +230,10 @@ def on_task_boundary(sender=None, **_signal_kwargs) -> None:
         return  # run in the caller's process (tests): its connection is the caller's
     close_old_connections()
     if getattr(sender, "name", None) == RUN_JOB:
-        for conn in connections.all(initialized_only=True):
-            if conn.connection is not None:
-                conn.health_check_done = True
+        # Only the connection the claim uses: a job's other databases are checked as Django checks them.
+        db = connections[router.db_for_write(Job)]
+        if db.connection is not None:
+            db.health_check_done = True
 
 
 def on_worker_ready(**_signal_kwargs) -> None:
@@ -245,6 +246,11 @@ def on_worker_process_init(**_signal_kwargs) -> None:
         _current.pool_process_started()
         # A pool process's notes are its jobs' own: a few per job, worth one round trip together.
         messages.notes.linger = messages.NOTES_LINGER
+
+
+def on_worker_process_shutdown(**_signal_kwargs) -> None:
+    # A pool process ends with os._exit, which runs no exit handler: send its jobs' last notes now.
+    messages.notes.flush()
 
 
 def on_worker_shutting_down(how: str = "Warm", **_signal_kwargs) -> None:

@@ -4,7 +4,7 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, connections
 
 from jobs import registry, services
 from jobs.models import Job
@@ -140,9 +140,15 @@ def database_errors(statement: str, times: int = 1):
         yield failed
 
 
+@pytest.fixture
+def dead_after_error(monkeypatch):
+    """The kept connection is found dead once its statement fails (Django's is_usable() says so)."""
+    monkeypatch.setattr(connections["default"], "is_usable", lambda: False)
+
+
 # Outside a test transaction, as in a worker: a database error ends the transaction it happens in.
 @pytest.mark.django_db(transaction=True)
-def test_a_claim_that_fails_on_a_kept_connection_goes_once_more_on_a_fresh_one(tmp_path):
+def test_a_claim_that_fails_on_a_kept_connection_that_died_goes_once_more_on_a_fresh_one(tmp_path, dead_after_error):
     marker = tmp_path / "runs.txt"
     job = services.job_create(name="records", data={"path": str(marker)})
     assert connection.connection is not None  # kept from the add, as from a worker's previous job
@@ -152,15 +158,18 @@ def test_a_claim_that_fails_on_a_kept_connection_goes_once_more_on_a_fresh_one(t
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_database_error_at_claim_on_a_fresh_connection_leaves_the_job_waiting_to_be_claimed_again(tmp_path):
+@pytest.mark.parametrize("connection_died", [True, False])
+def test_a_database_error_at_claim_leaves_the_job_waiting_to_be_claimed_again(tmp_path, monkeypatch, connection_died):
     marker = tmp_path / "runs.txt"
     job = services.job_create(name="records", data={"path": str(marker)})
     Job.objects.filter(pk=job.pk).update(sent_at=job.created_at)
-    # The first error on the kept connection, the second on the fresh one: no third try.
+    monkeypatch.setattr(connections["default"], "is_usable", lambda: not connection_died)
+    # A kept connection that died: its error, then one on the fresh connection, and no third try.
+    # A live one (a lock timeout, say): its error only, as a second try would meet the same.
     with database_errors("processed_on", times=2) as failed:
         with pytest.raises(ClaimFailed, match=f"Job {job.pk}: the claim hit a database error: server closed the connection unexpectedly"):
             run(job)
-    assert len(failed) == 2
+    assert len(failed) == (2 if connection_died else 1)
     job.refresh_from_db()
     # still waiting, its message still counted as sent: the worker hands that message back
     assert (job.state, job.sent_at, job.lock_token) == ("waiting", job.created_at, "")

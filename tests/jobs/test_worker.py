@@ -206,3 +206,13 @@ def test_around_a_jobs_run_a_kept_connection_is_not_checked_first_around_any_oth
     worker.on_task_boundary(sender=SimpleNamespace(name=task, request=SimpleNamespace(is_eager=False)))
     Job.objects.exists()
     assert db.connection is not None and len(checks) == (1 if checked else 0)
+
+
+def test_a_pool_process_that_stops_sends_its_last_notes_first(monkeypatch):
+    """billiard ends a pool process with os._exit (no exit handlers): Celery's worker_process_shutdown is the last word."""
+    from celery.signals import worker_process_shutdown
+
+    flushed = []
+    monkeypatch.setattr(messages, "notes", SimpleNamespace(flush=lambda: flushed.append(True)))
+    worker_process_shutdown.send(sender="w@h", pid=1, exitcode=0)
+    assert flushed == [True]
