@@ -310,17 +310,17 @@ def _execute(client: Any, commands: Callable[[Any], None], scripts: list[Script]
     lost connection may have run part of its commands; the retry sends them all again, and the
     same holds.
     """
-    for attempt in range(2):
-        try:
-            with client.pipeline(transaction=False) as pipe:
-                commands(pipe)
-                return pipe.execute()
-        except NoScriptError:
-            if attempt:
-                raise
-            for script in scripts:
-                client.script_load(script.source)
-    raise AssertionError("unreachable")
+    def send() -> list[Any]:
+        with client.pipeline(transaction=False) as pipe:
+            commands(pipe)
+            return pipe.execute()
+
+    try:
+        return send()
+    except NoScriptError:
+        for script in scripts:
+            client.script_load(script.source)
+        return send()
 
 
 def _apply_async(producer: Any, outgoing: list[Outgoing]) -> list[str]:

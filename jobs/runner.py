@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from billiard.exceptions import SoftTimeLimitExceeded
-from django.db import InterfaceError, OperationalError, connection, connections, router
+from django.db import InterfaceError, OperationalError, connection
 
-from . import conf, logs, registry, services
+from . import conf, logs, registry, services, statements
 from .handles import JobHandle
 from .models import Job, JobState
 from .threads import ProcessThread
@@ -141,7 +141,7 @@ def job_execute(*, job_id: str, worker: str | None = None) -> str:
 def _claim(job_id: str, worker: str) -> tuple[str | None, Job | None]:
     # A worker keeps its connection from job to job without checking it first (jobs.worker): a
     # claim that fails because a kept connection has died goes once more on a fresh one.
-    db = connections[router.db_for_write(Job)]
+    db = statements.database()
     kept = db.connection is not None
     while True:
         try:

@@ -19,8 +19,8 @@ from django.db.models import Field
 from .models import Job
 
 
-def _database() -> Any:
-    # The connection itself, not the per-context proxy `connection`: a bulk add looks it up ~27 × n times.
+def database() -> Any:
+    """The connection that writes jobs (the router's for Job), itself, not the per-context proxy: a bulk add looks it up ~27 × n times."""
     return connections[router.db_for_write(Job)]
 
 
@@ -35,13 +35,13 @@ def _field(name: str) -> Field:
 
 def returns_rows() -> bool:
     """Whether this database can return the rows an UPDATE changed (PostgreSQL; SQLite 3.35 and newer)."""
-    db = _database()
+    db = database()
     return db.vendor == "postgresql" or (db.vendor == "sqlite" and db.features.can_return_rows_from_update)
 
 
 def insert(jobs: list[Job]) -> None:
     """INSERT new job rows, one statement run for each (executemany), as bulk_create would."""
-    db = _database()
+    db = database()
     params = [_row(db, job) for job in jobs]
     # As the ORM does: an error inside an atomic block marks it for rollback.
     with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
@@ -59,7 +59,7 @@ def insert_new(job: Job) -> bool:
     outside one the INSERT commits by itself (on PostgreSQL one round trip instead of BEGIN,
     INSERT and COMMIT).
     """
-    db = _database()
+    db = database()
     with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
         cursor.execute(_insert_sql(db.alias, True), _row(db, job))
         inserted = cursor.rowcount == 1
@@ -80,7 +80,7 @@ def _stored(db: Any, jobs: list[Job]) -> None:
 
 def update(values: Mapping[str, Any], *, where: Mapping[str, Any]) -> int:
     """UPDATE the rows whose fields equal `where` (no None there) to `values`; return how many changed."""
-    db = _database()
+    db = database()
     with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
         cursor.execute(_update_sql(db.alias, tuple(values), tuple(where), False), _params(db, values, where))
         return cursor.rowcount
@@ -88,7 +88,7 @@ def update(values: Mapping[str, Any], *, where: Mapping[str, Any]) -> int:
 
 def update_returning(values: Mapping[str, Any], *, where: Mapping[str, Any]) -> list[Job]:
     """update(), returning the changed rows as Jobs in one statement; only where returns_rows()."""
-    db = _database()
+    db = database()
     with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
         cursor.execute(_update_sql(db.alias, tuple(values), tuple(where), True), _params(db, values, where))
         rows = cursor.fetchall()

@@ -12,9 +12,9 @@ import threading
 import time
 
 from celery.concurrency import ALIASES
-from django.db import close_old_connections, connection, connections, router
+from django.db import close_old_connections, connection
 
-from . import checkpoint, conf, messages, services
+from . import checkpoint, conf, messages, services, statements
 from .models import Job
 from .checkpoint import Checkpointer
 from .sweep import Sweeper
@@ -231,7 +231,7 @@ def on_task_boundary(sender=None, **_signal_kwargs) -> None:
     close_old_connections()
     if getattr(sender, "name", None) == RUN_JOB:
         # Only the connection the claim uses: a job's other databases are checked as Django checks them.
-        db = connections[router.db_for_write(Job)]
+        db = statements.database()
         if db.connection is not None:
             db.health_check_done = True
 
