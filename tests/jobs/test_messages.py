@@ -13,6 +13,8 @@ import pytest
 import redis as redis_py
 from celery import current_app
 from django.utils import timezone
+from kombu import pools
+from kombu.utils.collections import eqhash
 
 from devtools import redis as dev_redis
 from jobs import messages
@@ -37,6 +39,11 @@ def redis(tmp_path):
         yield client
     finally:
         current_app.pool.force_close_all()
+        # kombu keeps its pools per broker for the whole process: a later test whose free port is this
+        # one's would be handed these closed pools ("Acquire on closed pool").
+        broker = current_app.connection_for_write()
+        for group in (pools.connections, pools.producers):
+            group.pop(eqhash(broker), None)
         conf.broker_url, current_app._pool, current_app.amqp._producer_pool = saved
         client.close()
         server.terminate()
