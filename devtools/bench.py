@@ -257,11 +257,15 @@ class Bench:
     def reads(self, sizes: list[int]) -> None:
         """GET a job, the first page of a listing, the counts and one sweep, with `size` jobs in the table."""
         from django.db import connection
+        from django.contrib.auth import get_user_model
         from django.test import Client
 
         from jobs.models import Job
 
         client = Client(HTTP_AUTHORIZATION=f"Bearer {self.key}", SERVER_NAME="127.0.0.1")
+        staff = Client(SERVER_NAME="127.0.0.1")
+        staff.force_login(get_user_model().objects.create_superuser(username=f"bench-staff-{uuid.uuid4().hex[:6]}"))
+        admin = "/admin/jobs/job/"
         filled = 0
         for size in sizes:
             filled = fill(self.owner, filled, size)
@@ -273,6 +277,11 @@ class Bench:
                 "GET /api/job?state=failed": lambda: client.get("/api/job?state=failed"),
                 "GET /api/job": lambda: client.get("/api/job"),
                 "GET /api/job/counts": lambda: client.get("/api/job/counts"),
+                # The admin's list, counted and listed per state (none is active: the empty case).
+                "GET /admin/jobs/job/": lambda: staff.get(admin),
+                "GET /admin/jobs/job/?state=failed": lambda: staff.get(f"{admin}?state__exact=failed"),
+                "GET /admin/jobs/job/?state=completed": lambda: staff.get(f"{admin}?state__exact=completed"),
+                "GET /admin/jobs/job/?state=active": lambda: staff.get(f"{admin}?state__exact=active"),
                 "one sweep": sweep_once,
             }
             for name, probe in probes.items():

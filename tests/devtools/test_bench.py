@@ -43,3 +43,5 @@ def test_a_quick_run_measures_every_scenario_and_reports_the_targets(tmp_path):
     table = report(results, "check")
     assert "| end to end /s: ours / celery, django-celery-results ≥ 1.0 |" in table
     assert "| GET /api/job/counts ms: 5,000 jobs / 1,000 jobs ≤ 1.5 |" in table
+    for state in ("failed", "completed", "active"):
+        assert f"| GET /admin/jobs/job/?state={state} ms: 5,000 jobs / 1,000 jobs ≤ 1.5 |" in table
