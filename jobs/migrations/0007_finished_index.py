@@ -3,19 +3,23 @@
 
 from django.db import migrations, models
 
+from jobs.indexes import AddIndexOnline, RemoveIndexOnline
+
 
 class Migration(migrations.Migration):
+    # PostgreSQL builds and drops the indexes CONCURRENTLY: jobs are written meanwhile (jobs/indexes.py).
+    atomic = False
 
     dependencies = [
         ('jobs', '0006_counts'),
     ]
 
     operations = [
-        migrations.RemoveIndex(
+        RemoveIndexOnline(
             model_name='job',
             name='jobs_job_state_finished_idx',
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='job',
             index=models.Index(condition=models.Q(('finished_on__isnull', False)), fields=['state', 'finished_on'], name='jobs_job_finished_idx'),
         ),
