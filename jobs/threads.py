@@ -1,10 +1,12 @@
-"""One daemon thread per process for the jobs app's background work (lock renewals, a worker's notes)."""
+"""The jobs app's background threads: one per process (lock renewals, a worker's notes), and periodic ones (sweeps, checkpoints)."""
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 
 class ProcessThread:
@@ -39,6 +41,30 @@ class ProcessThread:
         return self._thread if self._pid == os.getpid() else None
 
 
+# A worker's main process runs its Periodic threads (the sweep, SQLite's checkpoints) while prefork
+# forks its pool processes. A child must not inherit a database connection that is open: SQLite
+# forbids carrying one across fork() (its locks are per process), and a PostgreSQL socket would be
+# shared with the parent. So a fork waits for the ticks under way, and closes the connections of
+# every Periodic thread before it happens; their next ticks open new ones.
+_running: weakref.WeakSet[Periodic] = weakref.WeakSet()
+_held_over_fork: list[Periodic] = []
+
+
+def _before_fork() -> None:
+    for periodic in list(_running):
+        periodic._ticking.acquire()
+        _held_over_fork.append(periodic)
+        periodic.close_connections()
+
+
+def _after_fork() -> None:
+    while _held_over_fork:
+        _held_over_fork.pop()._ticking.release()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
+
+
 class Periodic:
     """Call `tick` every `interval` seconds in a daemon thread named `name`, until stopped; close the thread's database connection at the end."""
 
@@ -48,21 +74,43 @@ class Periodic:
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+        self._databases: list[Any] = []
+        self._ticking = threading.Lock()
 
     def start(self) -> None:
+        _running.add(self)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        _running.discard(self)
 
     def run(self) -> None:
-        from django.db import connection
+        from django.db import connections
 
         while not self._stop.wait(self.interval):
-            self.tick()
-        connection.close()
+            with self._ticking:
+                try:
+                    self.tick()
+                finally:
+                    # This thread's connections (Django keeps one per thread and database), for a fork to close.
+                    self._databases = list(connections.all(initialized_only=True))
+        connections.close_all()
+
+    def close_connections(self) -> None:
+        """Close this thread's database connections, from another thread, while no tick runs (a fork's)."""
+        for db in self._databases:
+            if db.connection is None:
+                continue
+            db.inc_thread_sharing()
+            try:
+                db.close()
+            except Exception:  # a connection that fails to close is dropped all the same
+                pass
+            finally:
+                db.dec_thread_sharing()
 
     def tick(self) -> None:
         raise NotImplementedError
