@@ -39,3 +39,48 @@ def test_every_index_change_since_the_counts_is_online():
         assert not kinds & {"AddIndex", "RemoveIndex"}, (name, kinds)
         if kinds & {AddIndexOnline.__name__, RemoveIndexOnline.__name__}:
             assert migration.atomic is False, name
+
+
+def run_forwards(operation, migration: str, editor) -> None:
+    """Run `operation` of jobs' `migration` (its name) on the database as migrate would."""
+    loader = MigrationLoader(connection)
+    before = loader.project_state(("jobs", migration), at_end=False)
+    after = before.clone()
+    operation.state_forwards("jobs", after)
+    operation.database_forwards("jobs", editor, before, after)
+
+
+def index_state(name: str) -> bool | None:
+    """True if the index is there and usable, False if there but invalid (PostgreSQL), None if not there."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s", [name])
+        else:
+            cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = %s", [name])
+        row = cursor.fetchone()
+    return None if row is None else bool(row[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_running_an_interrupted_index_migration_again_builds_what_it_had_not():
+    """A failed concurrent build leaves an invalid index (here: made invalid by hand), and the next run builds it again."""
+    loader = MigrationLoader(connection)
+    add = next(op for op in loader.get_migration("jobs", "0008_admin_state_indexes").operations
+               if isinstance(op, AddIndexOnline) and op.index.name == "jobs_job_failed_created_idx")
+    name = add.index.name
+    assert index_state(name) is True
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", [name])
+        assert index_state(name) is False
+        with connection.schema_editor(atomic=False) as editor:
+            run_forwards(add, "0008_admin_state_indexes", editor)  # the invalid one dropped, built again
+        assert index_state(name) is True
+        with connection.schema_editor(atomic=False) as editor:
+            run_forwards(add, "0008_admin_state_indexes", editor)  # a valid one is kept as it is
+        assert index_state(name) is True
+    else:
+        # SQLite builds inside its one writer's lock: a build fails whole, as Django's AddIndex does.
+        with pytest.raises(Exception, match="already exists"), connection.schema_editor(atomic=False) as editor:
+            run_forwards(add, "0008_admin_state_indexes", editor)
+        assert index_state(name) is True
