@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 class ProcessThread:
@@ -44,15 +47,23 @@ class ProcessThread:
 # A worker's main process runs its Periodic threads (the sweep, SQLite's checkpoints) while prefork
 # forks its pool processes. A child must not inherit a database connection that is open: SQLite
 # forbids carrying one across fork() (its locks are per process), and a PostgreSQL socket would be
-# shared with the parent. So a fork waits for the ticks under way, and closes the connections of
-# every Periodic thread before it happens; their next ticks open new ones.
+# shared with the parent. So a fork waits for the ticks under way (up to FORK_WAIT each), and closes
+# the connections of every Periodic thread before it happens; their next ticks open new ones.
+FORK_WAIT = 5.0
 _running: weakref.WeakSet[Periodic] = weakref.WeakSet()
+# One fork at a time goes through the hooks: each fork's hooks take and give back their own locks.
+_forking = threading.Lock()
 _held_over_fork: list[Periodic] = []
 
 
 def _before_fork() -> None:
+    _forking.acquire()
     for periodic in list(_running):
-        periodic._ticking.acquire()
+        if periodic._thread is threading.current_thread():
+            continue  # a tick that forks: its own connection is in use, and its lock is its own
+        if not periodic._ticking.acquire(timeout=FORK_WAIT):
+            logger.warning("Forking while %s is still in a tick after %ss: its connection is left open", periodic.name, FORK_WAIT)
+            continue
         _held_over_fork.append(periodic)
         periodic.close_connections()
 
@@ -60,6 +71,7 @@ def _before_fork() -> None:
 def _after_fork() -> None:
     while _held_over_fork:
         _held_over_fork.pop()._ticking.release()
+    _forking.release()
 
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
@@ -85,7 +97,6 @@ class Periodic:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        _running.discard(self)
 
     def run(self) -> None:
         from django.db import connections
@@ -97,7 +108,10 @@ class Periodic:
                 finally:
                     # This thread's connections (Django keeps one per thread and database), for a fork to close.
                     self._databases = list(connections.all(initialized_only=True))
-        connections.close_all()
+        # Left by forks only once its connections are closed (a fork may be closing them now).
+        with self._ticking:
+            _running.discard(self)
+            connections.close_all()
 
     def close_connections(self) -> None:
         """Close this thread's database connections, from another thread, while no tick runs (a fork's)."""

@@ -110,3 +110,22 @@ def test_a_stopped_periodic_closes_its_connections_and_is_left_alone_by_forks(pr
     count = len(closed)
     fork_and_wait()
     assert len(closed) == count
+
+
+def test_a_tick_that_forks_does_not_wait_for_itself(closed):
+    forked = threading.Event()
+
+    class Forking(Probe):
+        def tick(self) -> None:
+            super().tick()
+            if not forked.is_set():
+                fork_and_wait()  # the hook skips this thread's own lock and connection
+                forked.set()
+
+    periodic = Forking()
+    periodic.start()
+    try:
+        assert forked.wait(5), "the fork inside a tick never returned"
+        wait_for(lambda: len(periodic.ticks) >= 3)  # and the ticks go on
+    finally:
+        periodic.stop()
