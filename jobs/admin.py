@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.views.main import ALL_VAR, ORDER_VAR, PAGE_VAR, ChangeList
+from django.contrib.admin.views.main import ALL_VAR, ORDER_VAR, PAGE_VAR, SEARCH_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -133,7 +133,8 @@ class CountedPaginator(Paginator):
 
 def counted_state(params: Any) -> tuple[bool, str | None]:
     """(True, the state or None) when the list is narrowed by nothing but its state filter, else (False, None)."""
-    narrowing = set(params) - UNCOUNTED_PARAMS
+    # An empty search (the search box sends one, and the filters' links keep it) searches nothing.
+    narrowing = set(params) - UNCOUNTED_PARAMS - ({SEARCH_VAR} if params.get(SEARCH_VAR, None) == "" else set())
     if not narrowing:
         return True, None
     if narrowing == {STATE_PARAM} and len(params.getlist(STATE_PARAM)) == 1:
@@ -148,7 +149,8 @@ class JobChangeList(ChangeList):
         # a state with no rows (or a few) by walking the whole table newest first rather than
         # through the state's small index. The LIMIT never cuts a row the count promised.
         if not self.result_list.query.is_sliced:
-            self.result_list = self.result_list[: max(self.result_count, self.list_per_page)]
+            limit = self.list_max_show_all if self.show_all else self.list_per_page
+            self.result_list = self.result_list[: max(self.result_count, limit)]
         # Name the owners of the whole page with one call (one query), not one per row.
         names = owner_names(job.owner for job in self.result_list)
         for job in self.result_list:

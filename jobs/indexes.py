@@ -6,8 +6,10 @@ claimed or finished meanwhile. These build and drop CONCURRENTLY there, and are 
 (SQLite has one writer anyway). Their migrations say `atomic = False`.
 
 A concurrent build that fails (a deadlock, a cancel, a lost connection) stops the migration and
-leaves an INVALID index behind, which PostgreSQL keeps updating but never reads. Running the
-migration again drops it and builds it again, and keeps the indexes an earlier run did build.
+leaves an INVALID index behind, which PostgreSQL keeps updating but never reads. And a migration
+that is not atomic (these are not, on either database) can stop between two operations. Running it
+again (forwards or backwards) drops an invalid index and builds it again, keeps the indexes an
+earlier run did build, and skips a drop already done.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
-from django.db.migrations import AddIndex, RemoveIndex
 
 
 def _online(schema_editor: Any) -> bool:
     return schema_editor.connection.vendor == "postgresql"
 
 
-def _valid(schema_editor: Any, name: str) -> bool | None:
-    """Whether PostgreSQL's index `name` is valid; None when there is none."""
-    with schema_editor.connection.cursor() as cursor:
+def _valid(schema_editor: Any, model: Any, name: str) -> bool | None:
+    """Whether the index `name` is there and usable: True, False (PostgreSQL's INVALID), None (not there)."""
+    connection = schema_editor.connection
+    with connection.cursor() as cursor:
+        if not _online(schema_editor):
+            return True if name in connection.introspection.get_constraints(cursor, model._meta.db_table) else None
         cursor.execute(
             "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
             "WHERE c.relname = %s AND pg_table_is_visible(c.oid)",
@@ -34,32 +38,61 @@ def _valid(schema_editor: Any, name: str) -> bool | None:
     return None if row is None else row[0]
 
 
+def _add(schema_editor: Any, model: Any, index: Any) -> None:
+    """Build `index` unless a run of the migration stopped after building it; an invalid one is built again."""
+    online = _online(schema_editor)
+    if not schema_editor.collect_sql:  # sqlmigrate prints the statements, whatever the database holds
+        valid = _valid(schema_editor, model, index.name)
+        if valid:
+            return
+        if valid is False:
+            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(index.name)}")
+    schema_editor.add_index(model, index, concurrently=True) if online else schema_editor.add_index(model, index)
+
+
+def _remove(schema_editor: Any, model: Any, index: Any) -> None:
+    """Drop `index` if it is there (PostgreSQL's DROP says IF EXISTS; SQLite's is asked first)."""
+    if _online(schema_editor):
+        schema_editor.remove_index(model, index, concurrently=True)
+    elif schema_editor.collect_sql or _valid(schema_editor, model, index.name) is not None:
+        schema_editor.remove_index(model, index)
+
+
 class AddIndexOnline(AddIndexConcurrently):
-    """AddIndex, built CONCURRENTLY on PostgreSQL; again if a failed build left it invalid."""
+    """AddIndex, built CONCURRENTLY on PostgreSQL; either way, a migration stopped half-way runs again."""
 
     def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if not _online(schema_editor):
-            AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
-            return
-        valid = _valid(schema_editor, self.index.name)
-        if valid:
-            return  # built by an earlier run of this migration, stopped by a later operation
-        if valid is False:
-            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(self.index.name)}")
-        AddIndexConcurrently.database_forwards(self, app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            if _online(schema_editor):
+                self._ensure_not_in_transaction(schema_editor)
+            _add(schema_editor, model, self.index)
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        base = AddIndexConcurrently if _online(schema_editor) else AddIndex
-        base.database_backwards(self, app_label, schema_editor, from_state, to_state)
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            if _online(schema_editor):
+                self._ensure_not_in_transaction(schema_editor)
+            _remove(schema_editor, model, self.index)
 
 
 class RemoveIndexOnline(RemoveIndexConcurrently):
-    """RemoveIndex, dropped CONCURRENTLY on PostgreSQL."""
+    """RemoveIndex, dropped CONCURRENTLY on PostgreSQL; either way, a migration stopped half-way runs again."""
+
+    def _index(self, app_label: str, state: Any) -> tuple[Any, Any]:
+        model = state.apps.get_model(app_label, self.model_name)
+        return model, state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
 
     def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        base = RemoveIndexConcurrently if _online(schema_editor) else RemoveIndex
-        base.database_forwards(self, app_label, schema_editor, from_state, to_state)
+        model, index = self._index(app_label, from_state)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            if _online(schema_editor):
+                self._ensure_not_in_transaction(schema_editor)
+            _remove(schema_editor, model, index)
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        base = RemoveIndexConcurrently if _online(schema_editor) else RemoveIndex
-        base.database_backwards(self, app_label, schema_editor, from_state, to_state)
+        model, index = self._index(app_label, to_state)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            if _online(schema_editor):
+                self._ensure_not_in_transaction(schema_editor)
+            _add(schema_editor, model, index)

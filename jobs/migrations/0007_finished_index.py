@@ -14,13 +14,14 @@ class Migration(migrations.Migration):
         ('jobs', '0006_counts'),
     ]
 
+    # The new indexes are built before the old one goes: its reads have an index all along.
     operations = [
-        RemoveIndexOnline(
-            model_name='job',
-            name='jobs_job_state_finished_idx',
-        ),
         AddIndexOnline(
             model_name='job',
             index=models.Index(condition=models.Q(('finished_on__isnull', False)), fields=['state', 'finished_on'], name='jobs_job_finished_idx'),
+        ),
+        RemoveIndexOnline(
+            model_name='job',
+            name='jobs_job_state_finished_idx',
         ),
     ]

@@ -14,11 +14,8 @@ class Migration(migrations.Migration):
         ('jobs', '0007_finished_index'),
     ]
 
+    # The new indexes are built before the old one goes: its reads have an index all along.
     operations = [
-        RemoveIndexOnline(
-            model_name='job',
-            name='jobs_job_state_created_idx',
-        ),
         AddIndexOnline(
             model_name='job',
             index=models.Index(condition=models.Q(('state', 'waiting')), fields=['-created_at'], name='jobs_job_waiting_created_idx'),
@@ -30,5 +27,9 @@ class Migration(migrations.Migration):
         AddIndexOnline(
             model_name='job',
             index=models.Index(condition=models.Q(('state', 'failed')), fields=['-created_at'], name='jobs_job_failed_created_idx'),
+        ),
+        RemoveIndexOnline(
+            model_name='job',
+            name='jobs_job_state_created_idx',
         ),
     ]

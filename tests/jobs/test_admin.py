@@ -309,6 +309,8 @@ def test_the_whole_list_and_each_state_are_counted_from_the_job_counts(staff):
     for state, n in expected.items():
         assert result_count(staff, f"state__exact={state}&o=2&p=1") == (n, [])
     assert result_count(staff, "") == (5, [])
+    assert result_count(staff, "q=&state__exact=failed") == (1, [])  # an empty search, as the search box sends it
+    assert result_count(staff, "all=&state__exact=completed") == (2, [])
     assert result_count(staff, "state__exact=active") == (0, [])
     assert result_count(staff, "state__exact=no-such-state") == (0, [])
 
