@@ -116,30 +116,34 @@ class OwnerFilter(RecentValuesFilter):
 
 # The list's query parameters that leave its count alone: a page, an order, "show all".
 UNCOUNTED_PARAMS = {PAGE_VAR, ORDER_VAR, ALL_VAR}
-STATE_PARAM = "state__exact"
+# The filters the job counts are kept by (jobs/counts.py): parameter -> field of a count.
+COUNTED_FILTERS = {"state__exact": "state", "name": "name", "queue": "queue", "owner": "owner"}
 
 
 class CountedPaginator(Paginator):
-    """Counts the jobs (of one state, or all) from the job counts, not with a COUNT over the table."""
+    """Counts the jobs of the list from the job counts, not with a COUNT over the table."""
 
-    def __init__(self, *args: Any, state: str | None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, narrowed: dict[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.state = state
+        self.narrowed = narrowed
 
     @cached_property
     def count(self) -> int:
-        return sum(count.n for count in counts.counts(owner=None) if self.state in (None, count.state))
+        owner = self.narrowed.get("owner")
+        return sum(
+            count.n for count in counts.counts(owner=owner)
+            if all(getattr(count, field) == value for field, value in self.narrowed.items())
+        )
 
 
-def counted_state(params: Any) -> tuple[bool, str | None]:
-    """(True, the state or None) when the list is narrowed by nothing but its state filter, else (False, None)."""
+def counted_filters(params: Any) -> dict[str, str] | None:
+    """{field: value} of the list's filters when the job counts can count it (no search, each filter
+    once and among those the counts are kept by); None when its rows must be counted."""
     # An empty search (the search box sends one, and the filters' links keep it) searches nothing.
     narrowing = set(params) - UNCOUNTED_PARAMS - ({SEARCH_VAR} if params.get(SEARCH_VAR, None) == "" else set())
-    if not narrowing:
-        return True, None
-    if narrowing == {STATE_PARAM} and len(params.getlist(STATE_PARAM)) == 1:
-        return True, params[STATE_PARAM]
-    return False, None
+    if not narrowing <= COUNTED_FILTERS.keys() or any(len(params.getlist(name)) != 1 for name in narrowing):
+        return None
+    return {COUNTED_FILTERS[name]: params[name] for name in narrowing}
 
 
 class JobChangeList(ChangeList):
@@ -207,12 +211,12 @@ class JobAdmin(admin.ModelAdmin):
 
     def get_paginator(self, request: HttpRequest, queryset: QuerySet[Job], per_page: int, orphans: int = 0,
                       allow_empty_first_page: bool = True) -> Paginator:
-        # The whole list, or one state of it, is counted from the job counts: a COUNT of the
-        # completed jobs would read most of the table. Other filters and the search count their rows,
-        # through the indexes they use.
-        counted, state = counted_state(request.GET)
-        if counted:
-            return CountedPaginator(queryset, per_page, orphans, allow_empty_first_page, state=state)
+        # The whole list, or a state, name, queue or owner of it, is counted from the job counts: a
+        # COUNT of the completed jobs would read most of the table (of a queue's, all of it: no index).
+        # A search counts its rows, through the index it uses.
+        narrowed = counted_filters(request.GET)
+        if narrowed is not None:
+            return CountedPaginator(queryset, per_page, orphans, allow_empty_first_page, narrowed=narrowed)
         return super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
 
     @admin.display(description="id", ordering="public_id")
