@@ -14,6 +14,7 @@ earlier run did build, and skips a drop already done.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
@@ -58,25 +59,28 @@ def _remove(schema_editor: Any, model: Any, index: Any) -> None:
         schema_editor.remove_index(model, index)
 
 
-class AddIndexOnline(AddIndexConcurrently):
+class _Online:
+    """What both operations do around an index change: the router's say, and no transaction on PostgreSQL."""
+
+    def _change(self, schema_editor: Any, model: Any, index: Any, change: Callable[[Any, Any, Any], None]) -> None:
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if _online(schema_editor):
+            self._ensure_not_in_transaction(schema_editor)
+        change(schema_editor, model, index)
+
+
+class AddIndexOnline(_Online, AddIndexConcurrently):
     """AddIndex, built CONCURRENTLY on PostgreSQL; either way, a migration stopped half-way runs again."""
 
     def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            if _online(schema_editor):
-                self._ensure_not_in_transaction(schema_editor)
-            _add(schema_editor, model, self.index)
+        self._change(schema_editor, to_state.apps.get_model(app_label, self.model_name), self.index, _add)
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            if _online(schema_editor):
-                self._ensure_not_in_transaction(schema_editor)
-            _remove(schema_editor, model, self.index)
+        self._change(schema_editor, from_state.apps.get_model(app_label, self.model_name), self.index, _remove)
 
 
-class RemoveIndexOnline(RemoveIndexConcurrently):
+class RemoveIndexOnline(_Online, RemoveIndexConcurrently):
     """RemoveIndex, dropped CONCURRENTLY on PostgreSQL; either way, a migration stopped half-way runs again."""
 
     def _index(self, app_label: str, state: Any) -> tuple[Any, Any]:
@@ -84,15 +88,7 @@ class RemoveIndexOnline(RemoveIndexConcurrently):
         return model, state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
 
     def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        model, index = self._index(app_label, from_state)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            if _online(schema_editor):
-                self._ensure_not_in_transaction(schema_editor)
-            _remove(schema_editor, model, index)
+        self._change(schema_editor, *self._index(app_label, from_state), _remove)
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        model, index = self._index(app_label, to_state)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            if _online(schema_editor):
-                self._ensure_not_in_transaction(schema_editor)
-            _add(schema_editor, model, index)
+        self._change(schema_editor, *self._index(app_label, to_state), _add)
