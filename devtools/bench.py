@@ -275,6 +275,9 @@ class Bench:
             probes: dict[str, Callable[[], object]] = {
                 "GET /api/job/<id>": lambda: client.get(f"/api/job/{random.choice(some)}"),
                 "GET /api/job?state=failed": lambda: client.get("/api/job?state=failed"),
+                # Several states, newest first across them: many jobs in them (10 % of the table), and none.
+                "GET /api/job?state=waiting,failed": lambda: client.get("/api/job?state=waiting,failed"),
+                "GET /api/job?state=active,delayed": lambda: client.get("/api/job?state=active,delayed"),
                 "GET /api/job": lambda: client.get("/api/job"),
                 "GET /api/job/counts": lambda: client.get("/api/job/counts"),
                 # The admin's list, counted and listed per state (none is active: the empty case).

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import operator
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,18 +32,57 @@ def jobs_list(
     name: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
-) -> QuerySet[Job]:
-    """`owner`'s jobs (None: every owner's, for operators' tools), created from `created_after` and before `created_before`; the caller orders them."""
+) -> QuerySet[Job] | AcrossStates:
+    """`owner`'s jobs (None: every owner's, for operators' tools), created from `created_after` and before `created_before`; the caller orders them.
+
+    Several states give an AcrossStates: one query per state, merged in the caller's order.
+    """
     jobs = Job.objects.all() if owner is None else Job.objects.filter(owner=owner)
-    if states:
-        jobs = jobs.filter(state__in=states)
     if name:
         jobs = jobs.filter(name=name)
     if created_after is not None:
         jobs = jobs.filter(created_at__gte=created_after)
     if created_before is not None:
         jobs = jobs.filter(created_at__lt=created_before)
-    return jobs
+    states = list(dict.fromkeys(states or []))
+    if len(states) > 1:
+        return AcrossStates([jobs.filter(state=state) for state in states])
+    return jobs.filter(state=states[0]) if states else jobs
+
+
+class AcrossStates:
+    """Jobs in any of several states, in one order: each state read by a query of its own, then merged.
+
+    One query for several states (state IN …) cannot walk the (owner, state, created_at) index in
+    created_at order, so it sorts every job of the owner in those states before its first page
+    (100,000 rows for the benchmark's ?state=waiting,failed at 1,000,000 jobs). A query per state
+    walks its own part of the index and stops at the page's end: a page costs a page per state.
+    It offers what a cursor paginator and a slice use of a queryset: order_by() with every field in
+    one direction, filter(), and a slice from the start (a list of Jobs).
+    """
+
+    def __init__(self, parts: list[QuerySet[Job]]) -> None:
+        self.parts = parts
+
+    def order_by(self, *fields: str) -> AcrossStates:
+        if not fields or len({field.startswith("-") for field in fields}) != 1:
+            raise ValueError(f"Jobs across states are merged by fields in one direction, not {fields!r}")
+        return AcrossStates([part.order_by(*fields) for part in self.parts])
+
+    def filter(self, *args: Any, **kwargs: Any) -> AcrossStates:
+        return AcrossStates([part.filter(*args, **kwargs) for part in self.parts])
+
+    def __getitem__(self, window: slice) -> list[Job]:
+        fields = self.parts[0].query.order_by
+        if not isinstance(window, slice) or window.stop is None or window.step is not None or not fields:
+            raise TypeError("Jobs across states are read as a slice with an end, once ordered: jobs.order_by(…)[a:b]")
+        start = window.start or 0
+        merged = heapq.merge(
+            *(part[:window.stop] for part in self.parts),
+            key=operator.attrgetter(*(field.lstrip("-") for field in fields)),
+            reverse=fields[0].startswith("-"),
+        )
+        return list(itertools.islice(merged, start, window.stop))
 
 
 COUNT_GROUPS = ("queue", "name")

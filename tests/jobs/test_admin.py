@@ -14,6 +14,7 @@ from jobs import services
 from jobs.admin import state_badge
 from jobs.models import Job
 from jobs.runner import job_execute
+from tests.plans import plan
 
 pytestmark = pytest.mark.django_db
 
@@ -331,19 +332,6 @@ def test_a_search_or_a_filter_given_twice_counts_its_rows(staff):
     for query, n in [("q=noo", 2), ("q=noo&state__exact=completed", 1), ("state__exact=completed&state__exact=failed", 2)]:
         count, scans = result_count(staff, query)
         assert count == n and len(scans) == 1, query
-
-
-def plan(query) -> str:
-    """The database's plan for `query` (a queryset, or SQL as run), one line."""
-    sql, params = (query, []) if isinstance(query, str) else query.query.sql_with_params()
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
-            return " | ".join(row[-1] for row in cursor.fetchall())
-        # The tables here are tiny: ask whether an index plan exists, as it would be chosen at scale.
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute(f"EXPLAIN {sql}", params)
-        return " | ".join(row[0].strip() for row in cursor.fetchall())
 
 
 @pytest.mark.parametrize("state, index", [

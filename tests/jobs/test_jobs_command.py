@@ -28,6 +28,8 @@ def test_list_shows_every_owners_jobs_newest_first_with_state_and_progress():
     assert "second" in lines[0] and "account:7" in lines[0] and "waiting" in lines[0]
     assert "first" in lines[1] and "(system)" in lines[1] and "completed" in lines[1] and "0/1" in lines[1]
     assert "│ second" not in jobs_command("list", "--state", "completed")
+    both = jobs_command("list", "--state", "completed", "--state", "waiting")
+    assert "│ second" in both and both.index("│ second") < both.index("│ first")
     assert "│ first" not in jobs_command("list", "--owner", "account:7")
 
 
