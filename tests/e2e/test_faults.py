@@ -279,6 +279,42 @@ def test_a_database_error_at_claim_or_completion_never_strands_or_reruns_a_job(s
            "./dev test tests/e2e/test_faults.py -k database_error")
 
 
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
+    reason="PostgreSQL only: a SQLite database has no server that could cut a connection",
+)
+def test_connections_cut_by_the_database_server_cost_the_next_jobs_nothing(stack, workers, tmp_path):
+    """The server ends every connection the worker keeps between jobs (a PostgreSQL restart, a proxy
+    that closes idle connections): each pool process finds its kept connection dead at its next
+    claim and claims again on a fresh one (without that second try, the job's message would go back
+    to the queue for another delivery). The next jobs run at once (not at RESEND_AFTER), each once."""
+    import psycopg
+
+    marker = tmp_path / "runs.txt"
+    workers("kept", 2)
+    # Enough jobs that both pool processes have run one and kept its connection.
+    warm = add_many(stack, 8, data={"path": str(marker)})
+    assert {job["state"] for job in wait_all(stack, warm)} == {"completed"}
+    worker_pid = stack.processes["kept"].pid
+    with psycopg.connect(stack.database_url, autocommit=True) as admin:
+        cut = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert len(cut) >= 2, "the pool processes' kept connections (and the web's, the sweep's)"
+    ids = add_many(stack, 8, data={"path": str(marker)})
+    done = wait_all(stack, ids, timeout=30)
+    runs = runs_of(marker)
+    assert [job["state"] for job in done] == ["completed"] * 8
+    assert all(runs[job_id] == 1 for job_id in [*warm, *ids])
+    # RESEND_AFTER is 30 s in the tests: no job waited for the backstop.
+    assert all(job["finishedOn"] - job["timestamp"] < 10_000 for job in done)
+    assert stack.log("kept").count("the claim failed on a kept database connection that has died") >= 1
+    assert stack.processes["kept"].pid == worker_pid and stack.processes["kept"].poll() is None
+    report("Every database connection cut by the server between jobs (PostgreSQL)", 8,
+           sum(job["state"] == "completed" for job in done), 8 - sum(runs[job_id] > 0 for job_id in ids),
+           sum(runs[job_id] > 1 for job_id in ids), "./dev test tests/e2e/test_faults.py -k connections_cut")
+
+
 def test_two_workers_with_the_same_hostname_and_pid_put_back_only_their_own_jobs(stack, workers, tmp_path):
     """Two containers: the same --hostname, each worker PID 1 in a PID namespace of its own. One
     stopping must not put back the job the other is running."""
