@@ -191,6 +191,9 @@ JOBS = {
     "METRICS_ALLOWED_IPS": [
         network.strip() for network in os.environ.get("METRICS_ALLOWED_IPS", "").split(",") if network.strip()
     ],
+    # PostgreSQL: the statements every job runs are prepared once per connection. Off behind a
+    # pooler in transaction mode that does not keep prepared statements (PgBouncer before 1.21).
+    "PREPARED_STATEMENTS": env_bool("DATABASE_PREPARED_STATEMENTS", True),
 }
 # Django's Tasks framework (django.tasks): @task functions enqueue jobs, run by the job workers.
 TASKS = {"default": {"BACKEND": "jobs.backends.JobsBackend"}}

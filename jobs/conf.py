@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     # Most rows one sweep handles per kind of work, so a big backlog (or a broker that lost all its
     # messages) cannot stall a worker.
     "SWEEP_BATCH": 500,
+    # On PostgreSQL, the statements every job runs (its insert, claim and completion) are prepared
+    # once per connection. Turn off behind a pooler in transaction mode that does not keep prepared
+    # statements (PgBouncer before 1.21, or without max_prepared_statements).
+    "PREPARED_STATEMENTS": True,
     # Largest accepted values of the job options.
     "MAX_ATTEMPTS": 100,
     "MAX_DELAY": 365 * 24 * 3600 * 1000,

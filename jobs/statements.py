@@ -5,23 +5,75 @@ The ORM's SQL compiler costs more than these short statements themselves (about 
 and every value is still converted by its field exactly as the ORM converts it (pre_save and
 get_db_prep_save going in, the field's and the backend's converters coming out). Like
 bulk_create() and update(), they send no model signals.
+
+On PostgreSQL the server, too, parses and plans each of them once per connection: they are
+prepared statements (see _cursor), unless JOBS["PREPARED_STATEMENTS"] is off.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import connections, router, transaction
 from django.db.models import Field
 
+from . import conf
 from .models import Job
 
 
 def database() -> Any:
     """The connection that writes jobs (the router's for Job), itself, not the per-context proxy: a bulk add looks it up ~27 × n times."""
     return connections[router.db_for_write(Job)]
+
+
+def _cursor(db: Any) -> Any:
+    """A cursor of `db` for these statements, through Django's cursor wrapper (its execute wrappers, errors and logging).
+
+    On PostgreSQL, values are bound by the server and each statement is prepared once per
+    connection (psycopg keeps them): the server no longer parses and plans the add, the claim and
+    the completion at every job, and psycopg no longer quotes every value into the SQL. Django's
+    own cursors bind values in the client, and prepare nothing, so that a pooler in transaction
+    mode (PgBouncer before 1.21) works; behind one, turn JOBS["PREPARED_STATEMENTS"] off.
+    """
+    if db.vendor != "postgresql" or not conf.get("PREPARED_STATEMENTS"):
+        return db.cursor()
+    # What db.cursor() does, with a cursor of the class below made by Django's create_cursor.
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        raw = db.connection
+        if raw.prepare_threshold is None:
+            # Django turns preparing off (None): a threshold no query reaches keeps it off for
+            # every other statement, while these ask for it (prepare=True).
+            raw.prepare_threshold = sys.maxsize
+        factory, raw.cursor_factory = raw.cursor_factory, _preparing_cursor()
+        try:
+            return db._prepare_cursor(db.create_cursor())
+        finally:
+            raw.cursor_factory = factory
+
+
+@functools.cache
+def _preparing_cursor() -> type:
+    import psycopg
+    from django.db.backends.postgresql.base import CursorMixin
+
+    class PreparingCursor(CursorMixin, psycopg.Cursor):
+        """Server-side binding; every statement prepared (named on the server) the first time this connection runs it."""
+
+        def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None) -> Any:
+            return super().execute(query, params, prepare=True, binary=binary)
+
+        def _send_query_prepared(self, name: bytes, pgq: Any, *, binary: bool | None = None) -> None:
+            # Keep the query as an unprepared one does, so Django's debug log (and
+            # CaptureQueriesContext) shows the SQL instead of None.
+            self._query = pgq
+            super()._send_query_prepared(name, pgq, binary=binary)
+
+    return PreparingCursor
 
 
 @functools.cache
@@ -44,7 +96,7 @@ def insert(jobs: list[Job]) -> None:
     db = database()
     params = [_row(db, job) for job in jobs]
     # As the ORM does: an error inside an atomic block marks it for rollback.
-    with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(db.alias), _cursor(db) as cursor:
         if len(params) == 1:
             cursor.execute(_insert_sql(db.alias, False), params[0])
         else:
@@ -60,7 +112,7 @@ def insert_new(job: Job) -> bool:
     INSERT and COMMIT).
     """
     db = database()
-    with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(db.alias), _cursor(db) as cursor:
         cursor.execute(_insert_sql(db.alias, True), _row(db, job))
         inserted = cursor.rowcount == 1
     if inserted:
@@ -81,7 +133,7 @@ def _stored(db: Any, jobs: list[Job]) -> None:
 def update(values: Mapping[str, Any], *, where: Mapping[str, Any]) -> int:
     """UPDATE the rows whose fields equal `where` (no None there) to `values`; return how many changed."""
     db = database()
-    with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(db.alias), _cursor(db) as cursor:
         cursor.execute(_update_sql(db.alias, tuple(values), tuple(where), False), _params(db, values, where))
         return cursor.rowcount
 
@@ -89,7 +141,7 @@ def update(values: Mapping[str, Any], *, where: Mapping[str, Any]) -> int:
 def update_returning(values: Mapping[str, Any], *, where: Mapping[str, Any]) -> list[Job]:
     """update(), returning the changed rows as Jobs in one statement; only where returns_rows()."""
     db = database()
-    with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(db.alias), _cursor(db) as cursor:
         cursor.execute(_update_sql(db.alias, tuple(values), tuple(where), True), _params(db, values, where))
         rows = cursor.fetchall()
     return [_load(db, row) for row in rows]

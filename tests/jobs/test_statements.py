@@ -3,8 +3,9 @@
 from datetime import timedelta
 
 import pytest
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import statements
@@ -87,3 +88,50 @@ def test_a_failed_statement_inside_a_transaction_marks_it_for_rollback_as_the_or
             statements.insert([a_job(id=job.pk, public_id="other")])
         # The transaction is broken: using it again is refused instead of committing half of it.
         Job.objects.count()
+
+
+def prepared_statements() -> list[str]:
+    """The statements this connection has prepared on the PostgreSQL server."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def a_life() -> list[str]:
+    """Add, claim and complete one job through the statements; return the SQL Django logged for them."""
+    job = a_job()
+    with CaptureQueriesContext(connection) as queries:
+        statements.insert([job])
+        claimed = statements.update_returning({"state": JobState.ACTIVE, "lock_token": "t"}, where={"pk": job.pk, "state": JobState.WAITING})
+        assert [row.pk for row in claimed] == [job.pk]
+        assert statements.update({"state": JobState.COMPLETED, "lock_token": ""}, where={"pk": job.pk, "lock_token": "t"}) == 1
+    assert Job.objects.get(pk=job.pk).state == JobState.COMPLETED
+    return [query["sql"] for query in queries.captured_queries]
+
+
+def test_the_statements_are_prepared_on_postgresql_and_logged_by_django():
+    before = prepared_statements() if connection.vendor == "postgresql" else []
+    logged = a_life()
+    assert [sql.split()[0] for sql in logged] == ["INSERT", "UPDATE", "UPDATE"]
+    if connection.vendor == "postgresql":
+        for _ in range(3):
+            assert a_life() == logged
+            Job.objects.filter(state=JobState.COMPLETED).count()  # the ORM's own queries stay unprepared
+        # Prepared statements outlive the test's transaction: those of earlier tests may be there.
+        new = [sql for sql in prepared_statements() if sql not in before]
+        assert all(sql in logged for sql in new) and all(sql in before or sql in new for sql in logged), (logged, new)
+        assert all("$1" in sql for sql in logged)
+    else:
+        # SQLite has no server: sqlite3 keeps its own cache of compiled statements.
+        assert all("?" not in sql for sql in logged)
+
+
+def test_with_prepared_statements_off_nothing_is_prepared(settings):
+    settings.JOBS = {**settings.JOBS, "PREPARED_STATEMENTS": False}
+    before = prepared_statements() if connection.vendor == "postgresql" else []
+    for _ in range(3):
+        logged = a_life()
+    assert [sql.split()[0] for sql in logged] == ["INSERT", "UPDATE", "UPDATE"]
+    if connection.vendor == "postgresql":
+        assert prepared_statements() == before
+        assert all("$1" not in sql for sql in logged), "Django's own client-side binding logs the values"
