@@ -65,7 +65,17 @@ def _preparing_cursor() -> type:
         """Server-side binding; every statement prepared (named on the server) the first time this connection runs it."""
 
         def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None) -> Any:
-            return super().execute(query, params, prepare=True, binary=binary)
+            try:
+                return super().execute(query, params, prepare=True, binary=binary)
+            except psycopg.errors.FeatureNotSupported:
+                # A migration changed the type of a column the statement returns ("cached plan
+                # must not change result type"), and the server keeps refusing the statement as
+                # prepared. In a transaction, its rollback makes psycopg forget what it prepared;
+                # outside one (a worker's claim), forget it here and run the statement once more.
+                if self.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    raise
+                super().execute("DEALLOCATE ALL", prepare=False)
+                return super().execute(query, params, prepare=True, binary=binary)
 
         def _send_query_prepared(self, name: bytes, pgq: Any, *, binary: bool | None = None) -> None:
             # Keep the query as an unprepared one does, so Django's debug log (and

@@ -1,9 +1,11 @@
 """Statements made once: every value goes in and comes out exactly as through the ORM."""
 
+from contextlib import contextmanager
 from datetime import timedelta
 
+import psycopg
 import pytest
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, NotSupportedError, connection, transaction
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -135,3 +137,41 @@ def test_with_prepared_statements_off_nothing_is_prepared(settings):
     if connection.vendor == "postgresql":
         assert prepared_statements() == before
         assert all("$1" not in sql for sql in logged), "Django's own client-side binding logs the values"
+
+
+@contextmanager
+def column_retyped():
+    """A migration run meanwhile by another process: a column the claim returns gets a new type (then its own back)."""
+    settings = connection.settings_dict
+    params = {"dbname": settings["NAME"], "user": settings["USER"], "password": settings["PASSWORD"],
+              "host": settings["HOST"], "port": settings["PORT"]}
+    with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as other:
+        other.execute('ALTER TABLE jobs_job ALTER COLUMN "worker" TYPE varchar(300)')
+        try:
+            yield
+        finally:
+            other.execute('ALTER TABLE jobs_job ALTER COLUMN "worker" TYPE varchar(200)')
+
+
+def claim(job: Job) -> list[str]:
+    claimed = statements.update_returning({"state": JobState.ACTIVE, "worker": "w"}, where={"pk": job.pk, "state": JobState.WAITING})
+    return [row.pk for row in claimed]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL only: SQLite prepares statements again itself")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_a_prepared_claim_outlives_a_migration_that_retypes_a_column_it_returns(in_transaction):
+    first, second, third = a_job(), a_job(), a_job()
+    statements.insert([first, second, third])
+    assert claim(first) == [first.pk]  # prepared, with the column's old type
+    with column_retyped():
+        if in_transaction:
+            # The error ends the transaction; its rollback makes psycopg forget what it prepared.
+            with pytest.raises(NotSupportedError, match="cached plan must not change result type"), transaction.atomic():
+                claim(second)
+        else:
+            # Outside one (as a worker claims), the statement is prepared again and runs.
+            assert claim(second) == [second.pk]
+        assert claim(third) == [third.pk]
+    assert Job.objects.get(pk=second.pk).state == (JobState.WAITING if in_transaction else JobState.ACTIVE)
