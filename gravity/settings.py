@@ -192,7 +192,7 @@ JOBS = {
         network.strip() for network in os.environ.get("METRICS_ALLOWED_IPS", "").split(",") if network.strip()
     ],
     # PostgreSQL: the statements every job runs are prepared once per connection. Off behind a
-    # pooler in transaction mode that does not keep prepared statements (PgBouncer before 1.21).
+    # pooler in transaction mode that does not keep prepared statements (PgBouncer before 1.22).
     "PREPARED_STATEMENTS": env_bool("DATABASE_PREPARED_STATEMENTS", True),
 }
 # Django's Tasks framework (django.tasks): @task functions enqueue jobs, run by the job workers.

@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "SWEEP_BATCH": 500,
     # On PostgreSQL, the statements every job runs (its insert, claim and completion) are prepared
     # once per connection. Turn off behind a pooler in transaction mode that does not keep prepared
-    # statements (PgBouncer before 1.21, or without max_prepared_statements).
+    # statements (PgBouncer before 1.22, or without max_prepared_statements).
     "PREPARED_STATEMENTS": True,
     # Largest accepted values of the job options.
     "MAX_ATTEMPTS": 100,

@@ -13,8 +13,8 @@ prepared statements (see _cursor), unless JOBS["PREPARED_STATEMENTS"] is off.
 from __future__ import annotations
 
 import functools
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connections, router, transaction
@@ -32,50 +32,84 @@ def database() -> Any:
 def _cursor(db: Any) -> Any:
     """A cursor of `db` for these statements, through Django's cursor wrapper (its execute wrappers, errors and logging).
 
-    On PostgreSQL, values are bound by the server and each statement is prepared once per
-    connection (psycopg keeps them): the server no longer parses and plans the add, the claim and
-    the completion at every job, and psycopg no longer quotes every value into the SQL. Django's
-    own cursors bind values in the client, and prepare nothing, so that a pooler in transaction
-    mode (PgBouncer before 1.21) works; behind one, turn JOBS["PREPARED_STATEMENTS"] off.
+    On PostgreSQL (psycopg 3), values are bound by the server and a statement is prepared the
+    second time a connection runs it (psycopg keeps it): the server no longer parses and plans the
+    add, the claim and the completion at every job, and psycopg no longer quotes every value into
+    the SQL. Django's own queries are untouched: the project's OPTIONS decide for them (Django's
+    default: bound in the client, never prepared, which poolers in transaction mode need). Behind
+    a pooler that does not keep prepared statements, turn JOBS["PREPARED_STATEMENTS"] off.
     """
-    if db.vendor != "postgresql" or not conf.get("PREPARED_STATEMENTS"):
+    if db.vendor != "postgresql" or not conf.get("PREPARED_STATEMENTS") or not _psycopg3():
         return db.cursor()
-    # What db.cursor() does, with a cursor of the class below made by Django's create_cursor.
+    # What db.cursor() does, with a cursor of the class below made as Django's create_cursor makes
+    # one. Not by swapping the connection's cursor_factory: another thread sharing the connection
+    # would get it.
     db.close_if_health_check_failed()
     db.ensure_connection()
     with db.wrap_database_errors:
-        raw = db.connection
-        if raw.prepare_threshold is None:
-            # Django turns preparing off (None): a threshold no query reaches keeps it off for
-            # every other statement, while these ask for it (prepare=True).
-            raw.prepare_threshold = sys.maxsize
-        factory, raw.cursor_factory = raw.cursor_factory, _preparing_cursor()
-        try:
-            return db._prepare_cursor(db.create_cursor())
-        finally:
-            raw.cursor_factory = factory
+        return db._prepare_cursor(_preparing_cursor(db))
 
 
 @functools.cache
-def _preparing_cursor() -> type:
+def _psycopg3() -> bool:
+    """Whether Django talks to PostgreSQL through psycopg 3 (psycopg2 has no prepared statements of its own)."""
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return is_psycopg3
+
+
+def _preparing_cursor(db: Any) -> Any:
+    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+    from psycopg.pq import Format
+
+    cursor = _preparing_cursor_class()(db.connection)
+    if db.timezone != db.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT).timezone:
+        register_tzloader(db.timezone, cursor)
+    return cursor
+
+
+@functools.cache
+def _preparing_cursor_class() -> type:
     import psycopg
     from django.db.backends.postgresql.base import CursorMixin
 
     class PreparingCursor(CursorMixin, psycopg.Cursor):
-        """Server-side binding; every statement prepared (named on the server) the first time this connection runs it."""
+        """Server-side binding; a statement is prepared (named on the server) the second time its connection runs it.
+
+        The second, not the first: preparing costs a round trip, lost on a connection that runs a
+        statement once (a web process without DATABASE_CONN_MAX_AGE, a lock renewal).
+        """
 
         def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None) -> Any:
+            with self._preparing():
+                try:
+                    return super().execute(query, params, binary=binary)
+                except psycopg.errors.FeatureNotSupported:
+                    # A migration changed the type of a column the statement returns ("cached
+                    # plan must not change result type"), and the server refuses the prepared
+                    # statement until it is prepared again. In a transaction, the rollback makes
+                    # psycopg forget what it prepared; outside one (a worker's claim), forget it
+                    # here (psycopg sees the DEALLOCATE ALL) and run the statement once more.
+                    if self.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        raise
+                    super().execute("DEALLOCATE ALL", prepare=False)
+                    return super().execute(query, params, binary=binary)
+
+        def executemany(self, query: Any, params_seq: Any, *, returning: bool = False) -> None:
+            with self._preparing():
+                super().executemany(query, params_seq, returning=returning)
+
+        @contextmanager
+        def _preparing(self) -> Iterator[None]:
+            # For the length of one call: the connection's own threshold (Django: None, never)
+            # holds for every other query, and psycopg counts and keeps only these statements.
+            connection = self.connection
+            threshold, connection.prepare_threshold = connection.prepare_threshold, 1
             try:
-                return super().execute(query, params, prepare=True, binary=binary)
-            except psycopg.errors.FeatureNotSupported:
-                # A migration changed the type of a column the statement returns ("cached plan
-                # must not change result type"), and the server keeps refusing the statement as
-                # prepared. In a transaction, its rollback makes psycopg forget what it prepared;
-                # outside one (a worker's claim), forget it here and run the statement once more.
-                if self.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    raise
-                super().execute("DEALLOCATE ALL", prepare=False)
-                return super().execute(query, params, prepare=True, binary=binary)
+                yield
+            finally:
+                connection.prepare_threshold = threshold
 
         def _send_query_prepared(self, name: bytes, pgq: Any, *, binary: bool | None = None) -> None:
             # Keep the query as an unprepared one does, so Django's debug log (and

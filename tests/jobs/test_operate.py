@@ -1,5 +1,6 @@
 """Operating the queue over the API: list, counts, retry, promote; what a tenant may and may not change."""
 
+import base64
 import json
 import random
 from datetime import timedelta
@@ -113,18 +114,36 @@ def test_several_states_page_like_one_sorted_query_forwards_and_back(alice, bob)
         assert [job["id"] for results in back for job in results] == expected, states
 
 
-def test_several_states_are_read_a_state_at_a_time_each_through_the_owners_state_index(alice):
+def test_several_states_are_read_a_state_at_a_time_each_through_an_index_then_the_page_by_id(alice):
     for state in ("waiting", "failed"):
         Job.objects.filter(pk=Job.objects.get(public_id=add(alice)).pk).update(state=state)
+    # A cursor with an offset, as DRF makes for jobs created at the same moment (at most 1,000).
+    cursor = base64.b64encode(b"o=3").decode()
+    for query, found in (("limit=5", 2), (f"limit=5&cursor={cursor}", 0)):
+        with CaptureQueriesContext(connection) as queries:
+            assert len(alice.get(f"/api/job?state=waiting,failed&{query}").json()["results"]) == found
+        listing = [q["sql"] for q in queries.captured_queries if "jobs_job" in q["sql"] and "api_key" not in q["sql"]]
+        keys, rows = listing[:2], listing[2:]
+        # Each state's keys: the page's end (offset + limit + 1), its own state, no IN of states.
+        limit = 6 + (3 if "cursor" in query else 0)
+        assert all(sql.startswith('SELECT "jobs_job"."created_at"') for sql in keys), keys
+        assert all(f"LIMIT {limit}" in sql and " IN (" not in sql for sql in keys), keys
+        # Then only the page's rows (none past the end of the listing).
+        assert len(rows) == (1 if found else 0) and all('"jobs_job"."id" IN (' in sql for sql in rows), rows
+        for sql in keys:
+            found_plan = plan(sql)
+            # PostgreSQL picks among indexes by its statistics, which a tiny table does not have.
+            index = "jobs_job_owner_state_idx" if connection.vendor == "sqlite" else "Index Scan"
+            assert index in found_plan and "Seq Scan" not in found_plan and "SCAN jobs_job |" not in f"{found_plan} |", found_plan
+
+
+def test_every_state_at_once_is_the_whole_list_in_one_query(alice):
+    ids = [add(alice) for _ in range(3)]
     with CaptureQueriesContext(connection) as queries:
-        assert len(alice.get("/api/job?state=waiting,failed&limit=5").json()["results"]) == 2
+        listed = alice.get(f"/api/job?state={','.join(JobState.values)}").json()["results"]
+    assert [job["id"] for job in listed] == ids[::-1]
     listing = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('SELECT "jobs_job"."id"')]
-    assert len(listing) == 2 and all("LIMIT 6" in sql and " IN (" not in sql for sql in listing), listing
-    for sql in listing:
-        found = plan(sql)
-        # PostgreSQL picks among indexes by its statistics, which a tiny table does not have.
-        index = "jobs_job_owner_state_idx" if connection.vendor == "sqlite" else "Index Scan"
-        assert index in found and "Seq Scan" not in found and "SCAN jobs_job |" not in f"{found} |", found
+    assert len(listing) == 1 and '"state"' not in listing[0].split("WHERE")[1], listing
 
 
 @pytest.mark.parametrize(

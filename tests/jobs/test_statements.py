@@ -123,6 +123,13 @@ def test_the_statements_are_prepared_on_postgresql_and_logged_by_django():
         new = [sql for sql in prepared_statements() if sql not in before]
         assert all(sql in logged for sql in new) and all(sql in before or sql in new for sql in logged), (logged, new)
         assert all("$1" in sql for sql in logged)
+        # psycopg watches only these statements: the ORM's rollback of a savepoint (or its ALTER,
+        # DROP) would otherwise make it deallocate every prepared statement.
+        kept = prepared_statements()
+        with pytest.raises(ZeroDivisionError), transaction.atomic():
+            Job.objects.filter(state=JobState.WAITING).update(worker="x")
+            1 / 0
+        assert prepared_statements() == kept
     else:
         # SQLite has no server: sqlite3 keeps its own cache of compiled statements.
         assert all("?" not in sql for sql in logged)
@@ -162,16 +169,22 @@ def claim(job: Job) -> list[str]:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("in_transaction", [False, True])
 def test_a_prepared_claim_outlives_a_migration_that_retypes_a_column_it_returns(in_transaction):
-    first, second, third = a_job(), a_job(), a_job()
-    statements.insert([first, second, third])
-    assert claim(first) == [first.pk]  # prepared, with the column's old type
-    with column_retyped():
-        if in_transaction:
-            # The error ends the transaction; its rollback makes psycopg forget what it prepared.
-            with pytest.raises(NotSupportedError, match="cached plan must not change result type"), transaction.atomic():
-                claim(second)
-        else:
-            # Outside one (as a worker claims), the statement is prepared again and runs.
-            assert claim(second) == [second.pk]
-        assert claim(third) == [third.pk]
-    assert Job.objects.get(pk=second.pk).state == (JobState.WAITING if in_transaction else JobState.ACTIVE)
+    jobs = [a_job() for _ in range(4)]
+    statements.insert(jobs)
+    try:
+        # Prepared at its second run, with the column's old type.
+        assert [claim(job) for job in jobs[:2]] == [[job.pk] for job in jobs[:2]]
+        with column_retyped():
+            if in_transaction:
+                # The error ends the transaction; its rollback makes psycopg forget what it prepared.
+                with pytest.raises(NotSupportedError, match="cached plan must not change result type"), transaction.atomic():
+                    claim(jobs[2])
+                with transaction.atomic():
+                    assert claim(jobs[3]) == [jobs[3].pk]
+            else:
+                # Outside one (as a worker claims), the statement is prepared again and runs.
+                assert claim(jobs[2]) == [jobs[2].pk]
+                assert claim(jobs[3]) == [jobs[3].pk]
+        assert Job.objects.get(pk=jobs[2].pk).state == (JobState.WAITING if in_transaction else JobState.ACTIVE)
+    finally:
+        connection.close()  # its statements were prepared for the column's other type
