@@ -47,6 +47,8 @@ def check_jobs_settings(app_configs=None, **kwargs):
     for key in ("SWEEP_BATCH", "CLEAN_BATCH", "MAX_BULK", "MAX_ATTEMPTS", "MAX_DELAY", "STACKTRACE_LIMIT", "MAX_BODY_BYTES", "MAX_JSON_DEPTH"):
         if isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 1:
             errors.append(Error(f"JOBS[{key!r}] must be a whole number, 1 or more.", id="jobs.E006"))
+    if not isinstance(values["PREPARED_STATEMENTS"], bool):
+        errors.append(Error("JOBS['PREPARED_STATEMENTS'] must be True or False.", id="jobs.E015"))
     if values["RATE_LIMIT"] is not None and not _valid_rate(values["RATE_LIMIT"]):
         errors.append(Error("JOBS['RATE_LIMIT'] must be None or a rate such as '600/minute'.", id="jobs.E008"))
     errors += _metrics_errors(values)

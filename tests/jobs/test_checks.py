@@ -21,6 +21,7 @@ def test_bad_settings_are_reported(settings):
     assert ids({"MAX_ATTEMPTS": 0}, settings) == ["jobs.E006"]
     assert ids({"OWNER_NAMES": "nowhere.at_all"}, settings) == ["jobs.E011"]
     assert ids({"OWNER_NAMES": 7}, settings) == ["jobs.E011"]
+    assert ids({"PREPARED_STATEMENTS": "false"}, settings) == ["jobs.E015"]
 
 
 def test_pickle_is_refused(settings):
